@@ -1,0 +1,210 @@
+"""The arch-def schema, its validation and its (de)serialisation.
+
+An arch def is a mapping (YAML or dict):
+
+    name: FBNetV2_F1            # optional
+    input_size: 128             # training/eval crop; positive int
+    width_divisor: 8            # rounding of mid/SE widths (default 1)
+    num_classes: 1000           # classifier outputs (default 1000)
+    block_defaults: {zero_last_bn_gamma: true}   # options given to every block that takes them
+    stages:                     # list of stages; each stage is a list of block rows
+      - - {op: conv_k3_hs, out_channels: 8, stride: 2}
+      - - {op: ir_k5, out_channels: 8, expansion: 1}
+        - {op: ir_k5, out_channels: 24, stride: 2, expansion: 5.4566, repeat: 1}
+
+A block row needs `op` (a name in BLOCK_REGISTRY) and `out_channels`; `stride` (default 1),
+`repeat` (default 1; copies after the first use stride 1) and `expansion` are optional; any
+other key is an option of that op's builder (e.g. `bias`, `pwl_groups`, `mid_channels`).
+Errors name the stage, block and field at fault.
+"""
+
+import copy
+import dataclasses
+from typing import Any, Dict, List, Optional
+
+import yaml
+from iopath.common.file_io import g_pathmgr
+
+from ..blocks import BLOCK_REGISTRY
+
+_TOP_FIELDS = {"name", "input_size", "width_divisor", "num_classes", "block_defaults", "stages"}
+_ROW_FIELDS = {"op", "out_channels", "stride", "repeat", "expansion"}
+
+
+class ArchDefError(ValueError):
+    """A malformed arch def; the message names the stage/block/field at fault."""
+
+
+@dataclasses.dataclass
+class BlockDef:
+    """One block after repeats are expanded: what the builder makes at `xif<stage>_<index>`."""
+
+    stage: int
+    index: int
+    op: str
+    out_channels: int
+    stride: int = 1
+    expansion: Optional[float] = None
+    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self):
+        return f"xif{self.stage}_{self.index}"
+
+
+@dataclasses.dataclass
+class ArchDef:
+    stages: List[List[Dict[str, Any]]]
+    name: Optional[str] = None
+    input_size: int = 224
+    width_divisor: int = 1
+    num_classes: int = 1000
+    block_defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def blocks(self):
+        """Blocks in forward order, repeats expanded (only the first copy keeps the stride)."""
+        out = []
+        for s, stage in enumerate(self.stages):
+            index = 0
+            for row in stage:
+                options = {k: v for k, v in row.items() if k not in _ROW_FIELDS}
+                for r in range(row.get("repeat", 1)):
+                    out.append(
+                        BlockDef(
+                            stage=s,
+                            index=index,
+                            op=row["op"],
+                            out_channels=row["out_channels"],
+                            stride=row.get("stride", 1) if r == 0 else 1,
+                            expansion=row.get("expansion"),
+                            options=dict(options),
+                        )
+                    )
+                    index += 1
+        return out
+
+    def to_dict(self):
+        d = {"name": self.name} if self.name else {}
+        d.update(
+            input_size=self.input_size,
+            width_divisor=self.width_divisor,
+            num_classes=self.num_classes,
+        )
+        if self.block_defaults:
+            d["block_defaults"] = copy.deepcopy(self.block_defaults)
+        d["stages"] = copy.deepcopy(self.stages)
+        return d
+
+    def to_yaml(self):
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def _where(arch_name, stage=None, block=None, field=None):
+    parts = [f"arch {arch_name!r}" if arch_name else "arch def"]
+    if stage is not None:
+        parts.append(f"stage {stage}")
+    if block is not None:
+        parts.append(f"block {block}")
+    if field is not None:
+        parts.append(f"field {field!r}")
+    return ", ".join(parts)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_positive_int(value, where, what="a positive integer"):
+    if not _is_int(value) or value <= 0:
+        raise ArchDefError(f"{where}: must be {what}, got {value!r}.")
+
+
+def _check_row(row, name, s, b):
+    if not isinstance(row, dict):
+        raise ArchDefError(
+            f"{_where(name, s, b)}: a block row must be a mapping with 'op' and "
+            f"'out_channels', got {row!r}."
+        )
+    for field in ("op", "out_channels"):
+        if field not in row:
+            raise ArchDefError(f"{_where(name, s, b, field)}: missing required field.")
+    op = row["op"]
+    try:
+        BLOCK_REGISTRY.get(op)
+    except KeyError as e:
+        raise ArchDefError(f"{_where(name, s, b, 'op')}: {e.args[0]}") from None
+    _check_positive_int(row["out_channels"], _where(name, s, b, "out_channels"))
+    _check_positive_int(row.get("stride", 1), _where(name, s, b, "stride"))
+    _check_positive_int(row.get("repeat", 1), _where(name, s, b, "repeat"))
+    expansion = row.get("expansion")
+    if expansion is not None and (
+        isinstance(expansion, bool) or not isinstance(expansion, (int, float)) or expansion <= 0
+    ):
+        raise ArchDefError(
+            f"{_where(name, s, b, 'expansion')}: must be a positive number or null, "
+            f"got {expansion!r}."
+        )
+    accepted = BLOCK_REGISTRY.accepted_options(op)
+    for key in row:
+        if key in _ROW_FIELDS:
+            continue
+        if accepted is not None and key not in accepted:
+            raise ArchDefError(
+                f"{_where(name, s, b, key)}: op {op!r} takes no option {key!r}; "
+                f"it takes {sorted(accepted - {'stride', 'expansion'})}."
+            )
+    if "expansion" in row and expansion is not None and accepted is not None:
+        if "expansion" not in accepted:
+            raise ArchDefError(f"{_where(name, s, b, 'expansion')}: op {op!r} has no expansion.")
+
+
+def parse_arch_def(data, name=None):
+    """Validate a mapping and return an ArchDef. Raises ArchDefError naming the fault."""
+    if isinstance(data, ArchDef):
+        return data
+    if not isinstance(data, dict):
+        raise ArchDefError(f"{_where(name)}: expected a mapping, got {type(data).__name__}.")
+    name = data.get("name", name)
+    unknown = set(data) - _TOP_FIELDS
+    if unknown:
+        raise ArchDefError(
+            f"{_where(name)}: unknown top-level field(s) {sorted(unknown)}; "
+            f"allowed: {sorted(_TOP_FIELDS)}."
+        )
+    if "stages" not in data:
+        raise ArchDefError(f"{_where(name, field='stages')}: missing required field.")
+    stages = data["stages"]
+    if not isinstance(stages, list) or not stages:
+        raise ArchDefError(f"{_where(name, field='stages')}: must be a non-empty list of stages.")
+    for s, stage in enumerate(stages):
+        if not isinstance(stage, list) or not stage:
+            raise ArchDefError(
+                f"{_where(name, s)}: a stage must be a non-empty list of block rows, got {stage!r}."
+            )
+        for b, row in enumerate(stage):
+            _check_row(row, name, s, b)
+    for field, default in (("input_size", 224), ("width_divisor", 1), ("num_classes", 1000)):
+        _check_positive_int(data.get(field, default), _where(name, field=field))
+    defaults = data.get("block_defaults", {}) or {}
+    if not isinstance(defaults, dict):
+        raise ArchDefError(f"{_where(name, field='block_defaults')}: must be a mapping.")
+    return ArchDef(
+        stages=copy.deepcopy(stages),
+        name=name,
+        input_size=data.get("input_size", 224),
+        width_divisor=data.get("width_divisor", 1),
+        num_classes=data.get("num_classes", 1000),
+        block_defaults=copy.deepcopy(defaults),
+    )
+
+
+def load_arch_def(path):
+    """Read an arch def from a YAML file (any iopath path)."""
+    try:
+        with g_pathmgr.open(path, "r") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ArchDefError(f"Arch def file {path!r} does not exist.") from None
+    except yaml.YAMLError as e:
+        raise ArchDefError(f"Arch def file {path!r} is not valid YAML: {e}") from None
+    return parse_arch_def(data, name=str(path))

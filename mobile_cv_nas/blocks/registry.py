@@ -1,0 +1,57 @@
+"""fvcore Registry of block builders, keyed by op name.
+
+A builder is called as `builder(in_channels, out_channels, stride=..., expansion=..., **options)`
+and returns an `nn.Module`. Third parties add ops with the decorator:
+
+    @BLOCK_REGISTRY.register()
+    def my_op(in_channels, out_channels, stride=1, expansion=None, **options): ...
+"""
+
+import difflib
+import functools
+import inspect
+
+from fvcore.common.registry import Registry
+
+
+class BlockRegistry(Registry):
+    """fvcore's Registry plus named variants of one builder and option introspection."""
+
+    def register_variant(self, name, builder, **fixed):
+        """Register `builder` with some keyword arguments fixed, under `name`."""
+        variant = functools.partial(builder, **fixed)
+        variant.__name__ = name
+        variant.__doc__ = builder.__doc__
+        self._do_register(name, variant)
+        return variant
+
+    def names(self):
+        return sorted(self._obj_map)
+
+    def get(self, name):
+        if name not in self._obj_map:
+            close = difflib.get_close_matches(str(name), self.names(), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise KeyError(
+                f"Unknown block op {name!r}.{hint} Registered ops: {', '.join(self.names())}."
+            )
+        return self._obj_map[name]
+
+    def accepted_options(self, name):
+        """Keyword options the builder of `name` accepts (None = any, it takes **kwargs)."""
+        builder = self.get(name)
+        fixed = set(builder.keywords) if isinstance(builder, functools.partial) else set()
+        params = inspect.signature(builder).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            return None
+        return {p.name for p in params if p.name not in fixed} - {
+            "in_channels",
+            "out_channels",
+        }
+
+
+BLOCK_REGISTRY = BlockRegistry("BLOCK")
+
+
+def build_block(op, in_channels, out_channels, **kwargs):
+    return BLOCK_REGISTRY.get(op)(in_channels, out_channels, **kwargs)

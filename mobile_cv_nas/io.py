@@ -1,0 +1,37 @@
+"""Files and URLs through iopath: one PathManager with HTTP download and a local cache."""
+
+import hashlib
+import os
+
+from iopath.common.file_io import HTTPURLHandler, PathManager
+
+#: Environment variable naming the download cache (default: iopath's, ~/.torch/iopath_cache).
+CACHE_ENV = "MOBILE_CV_NAS_CACHE"
+
+path_manager = PathManager()
+path_manager.register_handler(HTTPURLHandler())
+
+
+def default_cache_dir():
+    return os.environ.get(CACHE_ENV) or None
+
+
+def local_path(path, cache_dir=None):
+    """A local file for `path` (plain path, file:// URL or http(s) URL, downloaded and cached).
+
+    An URL already in the cache is not downloaded again, so a filled cache works offline.
+    """
+    path = str(path)
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    if path.startswith(("http://", "https://")):
+        return path_manager.get_local_path(path, cache_dir=cache_dir or default_cache_dir())
+    return path_manager.get_local_path(path)
+
+
+def sha256sum(path, chunk=1 << 20):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,17 @@
+"""Plain building layers. They know nothing of search, the zoo or detectron2."""
+
+from .activations import HSigmoid, HSwish, build_activation
+from .conv_bn_act import ConvBNAct
+from .squeeze_excite import SqueezeExcite
+from .shuffle import ChannelShuffle
+from .rounding import make_divisible
+
+__all__ = [
+    "HSigmoid",
+    "HSwish",
+    "build_activation",
+    "ConvBNAct",
+    "SqueezeExcite",
+    "ChannelShuffle",
+    "make_divisible",
+]
