@@ -4,18 +4,23 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-class HSwish(nn.Module):
-    """Hard swish, x * relu6(x + 3) / 6 (MobileNetV3)."""
-
-    def forward(self, x):
-        return x * F.relu6(x + 3.0) / 6.0
+def hard_sigmoid(x):
+    # relu6(x + 3) * (1/6), in this order, as the official modules compute it (bit-exact).
+    return F.relu6(x + 3.0) * (1.0 / 6.0)
 
 
 class HSigmoid(nn.Module):
     """Hard sigmoid, relu6(x + 3) / 6: the squeeze-excite gate of the `_sehsig` ops."""
 
     def forward(self, x):
-        return F.relu6(x + 3.0) / 6.0
+        return hard_sigmoid(x)
+
+
+class HSwish(nn.Module):
+    """Hard swish, x * hsigmoid(x) (MobileNetV3)."""
+
+    def forward(self, x):
+        return x * hard_sigmoid(x)
 
 
 _ACTIVATIONS = {
