@@ -19,7 +19,9 @@ def se_width(mid_channels, width_divisor, expansion=1.0, less_se_channels=False)
 class InvertedResidual(nn.Module):
     """[pw 1x1 + BN + act] -> [shuffle] -> dw kxk + BN + act -> [SE] -> pwl 1x1 + BN -> [+x].
 
-    `pw` is left out when the mid width equals the input width (expansion 1), as officially.
+    `pw` is left out when the mid width equals the input width (expansion 1), as officially,
+    unless `force_pw`; the residual add is used when in == out and stride 1, unless
+    `residual` says otherwise. Search results use both to stay exactly what was searched.
     """
 
     def __init__(
@@ -41,6 +43,8 @@ class InvertedResidual(nn.Module):
         se_channels=None,
         less_se_channels=False,
         zero_last_bn_gamma=False,
+        force_pw=False,
+        residual=None,
         bn_eps=1e-5,
     ):
         super().__init__()
@@ -54,7 +58,7 @@ class InvertedResidual(nn.Module):
             out_channels,
         )
         self.stride, self.kernel_size = stride, kernel_size
-        if mid_channels != in_channels:
+        if mid_channels != in_channels or force_pw:
             self.pw = ConvBNAct(
                 in_channels, mid_channels, 1, groups=pw_groups, bias=bias, act=act, bn_eps=bn_eps
             )
@@ -80,7 +84,13 @@ class InvertedResidual(nn.Module):
         self.pwl = ConvBNAct(
             mid_channels, out_channels, 1, groups=pwl_groups, bias=bias, act=None, bn_eps=bn_eps
         )
-        self.use_residual = in_channels == out_channels and stride == 1
+        can_add = in_channels == out_channels and stride == 1
+        if residual and not can_add:
+            raise ValueError(
+                f"residual=True needs in == out channels and stride 1, got {in_channels} -> "
+                f"{out_channels}, stride {stride}."
+            )
+        self.use_residual = can_add if residual is None else bool(residual)
         if zero_last_bn_gamma and self.use_residual:
             nn.init.zeros_(self.pwl.bn.weight)
 

@@ -23,9 +23,17 @@ def conv_block(
     )
 
 
-def skip_block(in_channels, out_channels, stride=1, expansion=None, width_divisor=1, bn_eps=1e-5):
+def skip_block(
+    in_channels,
+    out_channels,
+    stride=1,
+    expansion=None,
+    width_divisor=1,
+    projection=None,
+    bn_eps=1e-5,
+):
     """`skip` ignores expansion and width rounding, as the official builder does."""
-    return Skip(in_channels, out_channels, stride=stride, bn_eps=bn_eps)
+    return Skip(in_channels, out_channels, stride=stride, projection=projection, bn_eps=bn_eps)
 
 
 def _register_builtin_ops():

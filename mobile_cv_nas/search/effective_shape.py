@@ -1,0 +1,80 @@
+"""Effective shapes and the per-layer cost of Eq. 10, with the published FLOP convention.
+
+An effective shape carries effective channels C_eff = sum_i g_i C_i (a tensor, so the cost is
+differentiable in the gates) and, per input-resolution option, the real spatial size; the
+effective height/width are sum_r g_r h_r and sum_r g_r w_r. Costs follow
+`mobile_cv_nas.flops`: conv multiply-adds k^2 * h * w * C_in * C_out / groups (no bias), one op
+per element entering a global average pool; params are conv/linear weight elements.
+"""
+
+import dataclasses
+import math
+from typing import List, Tuple
+
+import torch
+
+
+@dataclasses.dataclass
+class EffectiveShape:
+    channels: torch.Tensor  # effective channels (0-d tensor)
+    sizes: List[Tuple[int, int]]  # real (h, w) for each resolution option
+    resolution_gates: torch.Tensor  # gates of the resolution options (sums to 1)
+
+    @property
+    def height(self):
+        return self._expected([h for h, _ in self.sizes])
+
+    @property
+    def width(self):
+        return self._expected([w for _, w in self.sizes])
+
+    def _expected(self, values):
+        g = self.resolution_gates
+        return (g * torch.as_tensor(values, dtype=g.dtype, device=g.device)).sum()
+
+    def with_channels(self, channels):
+        return dataclasses.replace(self, channels=channels)
+
+    def strided(self, stride):
+        sizes = [(math.ceil(h / stride), math.ceil(w / stride)) for h, w in self.sizes]
+        return dataclasses.replace(self, sizes=sizes)
+
+    def pooled(self):
+        return dataclasses.replace(self, sizes=[(1, 1)] * len(self.sizes))
+
+
+@dataclasses.dataclass
+class Cost:
+    flops: torch.Tensor
+    params: torch.Tensor
+
+    def __add__(self, other):
+        return Cost(self.flops + other.flops, self.params + other.params)
+
+    def scaled(self, weight):
+        return Cost(self.flops * weight, self.params * weight)
+
+
+def conv_cost(out_shape, in_channels, out_channels, kernel_size=1, groups=1):
+    """Eq. 10: k^2 h w C_in C_out / groups FLOPs, k^2 C_in C_out / groups params.
+
+    `out_shape` gives the output's spatial size; `groups="depthwise"` means one filter per
+    channel (C_in = C_out = the effective channels, passed through).
+    """
+    k2 = kernel_size * kernel_size
+    if groups == "depthwise":
+        weights = k2 * out_channels
+    else:
+        weights = k2 * in_channels * out_channels / groups
+    return Cost(flops=weights * out_shape.height * out_shape.width, params=weights)
+
+
+def global_pool_cost(in_shape):
+    """One op per element entering a global average pool; no params."""
+    flops = in_shape.channels * in_shape.height * in_shape.width
+    return Cost(flops=flops, params=torch.zeros_like(flops))
+
+
+def zero_cost(like):
+    z = torch.zeros((), dtype=like.dtype, device=like.device)
+    return Cost(z, z)
