@@ -65,7 +65,8 @@ class GumbelSampler:
         if self.mode == "argmax":
             return F.one_hot(alpha.detach().argmax(-1), alpha.numel()).to(alpha.dtype)
         u = torch.rand(alpha.shape, generator=self.generator, dtype=torch.float64)
-        gumbel = -torch.log(-torch.log(u.clamp_min(1e-20)).clamp_min(1e-20))
+        neg_log_u = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)
+        gumbel = -torch.log(neg_log_u)
         soft = F.softmax((alpha + gumbel.to(alpha)) / self.tau, dim=-1)
         if self.mode == "soft":
             return soft

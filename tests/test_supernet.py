@@ -1,0 +1,185 @@
+"""Supernet, effective costs and derivation over the shipped search spaces."""
+
+import random
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mobile_cv_nas.arch import build_model, parse_arch_def
+from mobile_cv_nas.flops import count_flops
+from mobile_cv_nas.search import Supernet, derive_arch, derive_model
+from mobile_cv_nas.search.resolution_sampler import subsample_indices
+
+
+def _randomize(net, seed=0):
+    """Random alphas and BN statistics, so equalities are not trivially met by zeros."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for d in net.decisions.values():
+            d.alpha.copy_(torch.randn(d.alpha.shape, generator=g))
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+def _argmax_eval(net):
+    net.eval()
+    net.sampler.mode = "argmax"
+    net.sample()
+    net.auto_sample = False
+    return net
+
+
+def _subsampled(x, resolution):
+    idx = subsample_indices(x.shape[-1], resolution)
+    return x[:, :, idx][:, :, :, idx]
+
+
+def test_gradients_reach_every_alpha():
+    net = Supernet("tiny").train()
+    x = torch.randn(4, 3, 32, 32)
+    y = torch.randint(0, 10, (4,))
+    loss = F.cross_entropy(net(x), y) + 1e-6 * net.cost()
+    loss.backward()
+    assert len(net.arch_parameters()) == len(net.decisions) > 10
+    for name, decision in net.decisions.items():
+        assert decision.alpha.grad is not None, name
+        assert decision.alpha.grad.abs().sum() > 0, name
+    alphas = {id(p) for p in net.arch_parameters()}
+    assert not alphas & {id(p) for p in net.weight_parameters()}
+
+
+def test_cost_term_alone_reaches_every_channel_and_resolution_alpha():
+    net = Supernet("tiny")
+    net.sample()
+    net.cost().backward()
+    for name, decision in net.decisions.items():
+        if name.startswith(("out:", "mid:", "resolution")):
+            assert decision.alpha.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("space", ["tiny", "fbnetv2_f"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_one_hot_effective_cost_equals_fvcore_of_derived_model(space, seed):
+    net = _argmax_eval(Supernet(space))
+    _randomize(net, seed)
+    net.sample()
+    cost = net.effective_cost()
+    model = derive_model(net, inherit=False)
+    report = count_flops(model, model.arch_def.input_size)
+    assert cost.flops.item() == pytest.approx(report.flops, rel=5e-3)
+    assert cost.params.item() == pytest.approx(report.params, rel=5e-3)
+
+
+def test_soft_effective_cost_lies_between_smallest_and_largest():
+    """With the ops fixed, the cost grows with every width/resolution: a soft sample costs
+    more than all-smallest and less than all-largest."""
+    net = Supernet("tiny")
+    net.sample()
+    ops = {n: d for n, d in net.decisions.items() if n.startswith("op:")}
+    for d in ops.values():
+        d.set_gates(F.one_hot(torch.tensor(0), len(d.options)).float())
+
+    def cost_with(pick):
+        for n, d in net.decisions.items():
+            if n not in ops:
+                i = d.options.index(pick(d.options))
+                d.set_gates(F.one_hot(torch.tensor(i), len(d.options)).float())
+        return net.effective_cost().flops.item()
+
+    small = cost_with(min)
+    large = cost_with(max)
+    for n, d in net.decisions.items():
+        if n not in ops:
+            d.set_gates(F.softmax(torch.randn(len(d.options)), 0))
+    soft = net.effective_cost().flops.item()
+    assert small < soft < large
+
+
+def test_weight_inheritance_gives_identical_outputs_tiny():
+    net = Supernet("tiny")
+    _randomize(net, 3)
+    # a few training steps so the weights are not at their init
+    opt = torch.optim.SGD(net.weight_parameters(), lr=0.05)
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(net(torch.randn(8, 3, 32, 32)), torch.randint(0, 10, (8,))).backward()
+        opt.step()
+    _argmax_eval(net)
+    x = torch.randn(3, 3, 32, 32)
+    model = derive_model(net).eval()
+    with torch.no_grad():
+        diff = (net(x) - model(_subsampled(x, model.arch_def.input_size))).abs().max().item()
+    assert diff <= 1e-5
+
+
+def test_weight_inheritance_gives_identical_outputs_fbnetv2_f():
+    net = _argmax_eval(Supernet("fbnetv2_f"))
+    _randomize(net, 5)
+    net.sample()
+    x = torch.randn(1, 3, 224, 224)
+    model = derive_model(net).eval()
+    assert not any("choice" in type(m).__name__.lower() for m in model.modules())
+    with torch.no_grad():
+        a = net(x)
+        b = model(_subsampled(x, model.arch_def.input_size))
+    assert (a - b).abs().max().item() <= 1e-5 * max(1.0, a.abs().max().item())
+
+
+def test_derive_from_f_space_yields_the_favoured_architecture():
+    net = Supernet("fbnetv2_f")
+    rng = random.Random(0)
+    favoured = {}
+    with torch.no_grad():
+        for name, d in net.decisions.items():
+            i = rng.randrange(len(d.options))
+            d.alpha.fill_(-3.0)
+            d.alpha[i] = 3.0
+            favoured[name] = d.options[i]
+    arch = derive_arch(net)
+    assert arch.input_size == favoured["resolution"]
+    blocks = list(net.backbone.stages.children())
+    rows = [row for stage in arch.stages for row in stage]
+    assert len(rows) == len(blocks)
+    for block, row in zip(blocks, rows):
+        name = block.name
+        assert row["op"] == favoured.get(f"op:{name}", block.spec.ops[0])
+        assert row["out_channels"] == favoured.get(
+            f"out:{block.spec.decision_id}", block.out_choice.options[0]
+        )
+        assert row.get("stride", 1) == block.spec.stride
+        if "mid_channels" in row and f"mid:{name}" in favoured:
+            assert row["mid_channels"] == favoured[f"mid:{name}"]
+    # the derived arch def is plain data in the foundation schema: it round-trips and builds
+    model = build_model(parse_arch_def(arch.to_dict()))
+    assert model(torch.zeros(1, 3, arch.input_size, arch.input_size)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("space,resolution", [("fbnetv2_f", 224), ("fbnetv2_l", 256), ("fbnetv2_p", 288)])
+def test_paper_spaces_run_forward_backward_at_max_resolution(space, resolution):
+    net = Supernet(space).train()
+    assert net.max_resolution == resolution
+    x = torch.randn(2, 3, resolution, resolution)
+    logits = net(x)
+    assert logits.shape == (2, 1000)
+    (F.cross_entropy(logits, torch.tensor([1, 2])) + 1e-9 * net.cost()).backward()
+    assert all(d.alpha.grad is not None for d in net.decisions.values())
+    assert torch.isfinite(logits).all()
+
+
+def test_p_space_costs_params():
+    assert Supernet("fbnetv2_p").space.cost == "params"
+    net = Supernet("tiny")
+    net.sample()
+    assert torch.equal(net.cost(), net.effective_cost().flops)
+
+
+def test_supernet_moves_with_to():
+    net = Supernet("tiny").double()
+    y = net(torch.randn(2, 3, 32, 32, dtype=torch.float64))
+    assert y.dtype == torch.float64

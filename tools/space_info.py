@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Print a summary of a search space.
+
+    python tools/space_info.py fbnetv2_f                 # a shipped space, by name
+    python tools/space_info.py path/to/space.yaml        # any space file
+
+Prints the space's name, cost, resolutions, number of blocks, number of searchable decisions
+(those with more than one option) and "log10(#architectures) = X". Exits with status 2 and the
+error message on a malformed or missing space.
+"""
+
+import argparse
+import os
+import sys
+
+try:
+    from mobile_cv_nas.search.space import SearchSpaceError, count_architectures, load_search_space
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from mobile_cv_nas.search.space import SearchSpaceError, count_architectures, load_search_space
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("space", help="a shipped space name (e.g. fbnetv2_f) or a YAML path")
+    args = parser.parse_args(argv)
+    try:
+        space = load_search_space(args.space)
+    except SearchSpaceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"name: {space.name}")
+    print(f"cost: {space.cost}")
+    print(f"resolutions: {', '.join(map(str, space.resolutions))}")
+    print(f"blocks: {len(space.blocks())}")
+    print(f"decisions: {space.num_searchable_decisions()}")
+    print(f"log10(#architectures) = {count_architectures(space):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
