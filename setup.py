@@ -1,0 +1,73 @@
+"""Packaging for mobile_cv_nas.
+
+The top-level `model_zoo/` (catalog + arch defs) and `configs/` folders ship inside the wheel
+as `mobile_cv_nas/_model_zoo/` and `mobile_cv_nas/_configs/`; `mobile_cv_nas/data_files.py`
+looks there first and falls back to the source tree (editable installs, a plain checkout).
+"""
+
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def read_version():
+    with open(os.path.join(HERE, "mobile_cv_nas", "__init__.py")) as f:
+        match = re.search(r"^__version__\s*=\s*['\"]([^'\"]+)['\"]", f.read(), re.M)
+    if not match:
+        raise RuntimeError("__version__ not found in mobile_cv_nas/__init__.py")
+    return match.group(1)
+
+
+def read_readme():
+    path = os.path.join(HERE, "README.md")
+    if not os.path.isfile(path):
+        return ""
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+# Data folders shipped as (file-only) sub-packages of mobile_cv_nas. A folder that is missing
+# or holds no files (configs/ can be empty) is left out instead of failing the build.
+DATA_FOLDERS = {"mobile_cv_nas._model_zoo": "model_zoo", "mobile_cv_nas._configs": "configs"}
+DATA_GLOBS = ["**/*.yaml", "**/*.yml", "**/*.md", "**/*.json"]
+
+
+def has_files(folder):
+    return any(files for _, _, files in os.walk(os.path.join(HERE, folder)))
+
+
+packages = find_packages(include=["mobile_cv_nas", "mobile_cv_nas.*"])
+package_dir = {}
+package_data = {}
+for package, folder in DATA_FOLDERS.items():
+    if has_files(folder):
+        packages.append(package)
+        package_dir[package] = folder
+        package_data[package] = list(DATA_GLOBS)
+
+setup(
+    name="mobile_cv_nas",
+    version=read_version(),
+    description="FBNetV2 models and the DMaskingNAS search, as a detectron2 plugin",
+    long_description=read_readme(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=packages,
+    package_dir=package_dir,
+    package_data=package_data,
+    include_package_data=False,
+    zip_safe=False,
+    install_requires=[
+        "torch",
+        "torchvision",
+        # the ranges detectron2 0.6 accepts, so the two install side by side
+        "fvcore>=0.1.5,<0.1.6",
+        "iopath>=0.1.7,<0.1.10",
+        "pyyaml",
+        "numpy",
+    ],
+    extras_require={"test": ["pytest"]},
+)
