@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+from urllib.parse import urlparse
 
 from iopath.common.file_io import HTTPURLHandler, PathManager
 
@@ -25,7 +26,14 @@ def local_path(path, cache_dir=None):
     if path.startswith("file://"):
         path = path[len("file://"):]
     if path.startswith(("http://", "https://")):
-        return path_manager.get_local_path(path, cache_dir=cache_dir or default_cache_dir())
+        cache_dir = cache_dir or default_cache_dir()
+        if cache_dir:
+            # iopath remembers each URL's first cache; honour the folder asked for now
+            cached = os.path.join(cache_dir, urlparse(path).path.lstrip("/"))
+            if os.path.isfile(cached):
+                return cached
+            return path_manager.get_local_path(path, force=True, cache_dir=cache_dir)
+        return path_manager.get_local_path(path)
     return path_manager.get_local_path(path)
 
 

@@ -74,6 +74,7 @@ def get(
     num_classes=None,
     features_only=False,
     out_features=None,
+    trusted=False,
 ):
     """Build a zoo model by name.
 
@@ -83,10 +84,16 @@ def get(
             fill the backbone only.
         features_only / out_features: return the backbone alone, giving a dict of stage
             features (`stage0` ... `stage6`, default all).
+        trusted: unpickle any Python object in the weights file, not only tensors (only
+            for files whose source you trust).
     """
     info = get_model_info(name)
     arch = get_arch_def(name)
     if features_only or out_features is not None:
+        if num_classes is not None:
+            raise ValueError("num_classes applies to the classifier; a backbone has no head.")
+        if out_features is not None and len(out_features) == 0:
+            raise ValueError("out_features is empty; name at least one stage, e.g. ['stage4'].")
         names = out_features or [f"stage{i}" for i in range(len(arch.stages))]
         model = build_backbone(arch, out_features=names)
         target = model
@@ -102,6 +109,6 @@ def get(
                     f"or pass weights=<path or URL>."
                 )
             weights, sha256 = info["weights"]["url"], info["weights"].get("sha256")
-        load_checkpoint(target, weights, sha256=sha256, cache_dir=cache_dir)
+        load_checkpoint(target, weights, sha256=sha256, cache_dir=cache_dir, trusted=trusted)
     model.model_info = info
     return model

@@ -8,6 +8,7 @@ the full list, never a silent partial load.
 
 import collections
 import os
+import pickle
 
 import torch
 
@@ -24,8 +25,12 @@ def _strip_prefix(state_dict, prefix):
     )
 
 
-def read_checkpoint_state_dict(path, sha256=None, cache_dir=None):
-    """The model weights of an official-format checkpoint at `path` (local path or URL)."""
+def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False):
+    """The model weights of an official-format checkpoint at `path` (local path or URL).
+
+    Only tensors and plain containers are unpickled unless `trusted` (a file whose source
+    you trust may hold other Python objects).
+    """
     try:
         file = local_path(path, cache_dir=cache_dir)
     except Exception as e:  # network or handler errors: say which file and what to do
@@ -44,7 +49,14 @@ def read_checkpoint_state_dict(path, sha256=None, cache_dir=None):
                 f"The download is corrupt or the file was replaced: delete it and retry."
             )
     try:
-        data = torch.load(file, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is data; never run pickled code from a download
+        data = torch.load(file, map_location="cpu", weights_only=not trusted)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"Checkpoint {path!r} ({file}) holds Python objects besides tensors and plain "
+            f"containers, which are not unpickled for safety: {e}. If you trust its source, "
+            f"pass trusted=True; or re-save its weights with torch.save({{'state_dict': sd}}, path)."
+        ) from e
     except Exception as e:
         raise CheckpointError(
             f"Could not read checkpoint {path!r} ({file}): {type(e).__name__}: {e}. The file "
@@ -103,7 +115,7 @@ def check_state_dict(model, state_dict, source="checkpoint"):
         raise CheckpointError("\n".join(parts))
 
 
-def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None):
+def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None, trusted=False):
     """Load an official-format checkpoint (path, URL or state dict) into `model`, strictly.
 
     A backbone (a model with `stages` but no `backbone`) takes the `backbone.` weights and
@@ -113,7 +125,9 @@ def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None):
     if isinstance(checkpoint, dict):
         state_dict = extract_state_dict(checkpoint)
     else:
-        state_dict = read_checkpoint_state_dict(checkpoint, sha256=sha256, cache_dir=cache_dir)
+        state_dict = read_checkpoint_state_dict(
+            checkpoint, sha256=sha256, cache_dir=cache_dir, trusted=trusted
+        )
     if not hasattr(model, "backbone") and hasattr(model, "stages"):
         state_dict = collections.OrderedDict(
             (k[len("backbone."):], v) for k, v in state_dict.items() if k.startswith("backbone.")
