@@ -183,3 +183,34 @@ def test_supernet_moves_with_to():
     net = Supernet("tiny").double()
     y = net(torch.randn(2, 3, 32, 32, dtype=torch.float64))
     assert y.dtype == torch.float64
+
+
+@pytest.mark.parametrize("space", ["tiny", "fbnetv2_f"])
+def test_fvcore_effective_analysis_matches_the_loss_term(space):
+    from mobile_cv_nas.search import EffectiveFlopCountAnalysis
+
+    net = Supernet(space)
+    _randomize(net, 2)
+    net.sample()  # soft Gumbel gates: every op, width and resolution contributes
+    total, per_module = net.effective_cost(by_module=True)
+    analysis = EffectiveFlopCountAnalysis(net)
+    assert analysis.total() == pytest.approx(total.flops.item(), rel=1e-5)
+    assert analysis.total_params() == pytest.approx(total.params.item(), rel=1e-5)
+    by_module = analysis.by_module()
+    for block in net.backbone.stages.children():
+        name = f"backbone.stages.{block.name}"
+        assert by_module[name] == pytest.approx(per_module[name].flops.item(), rel=1e-5)
+    assert by_module["head"] == pytest.approx(per_module["head"].flops.item(), rel=1e-5)
+
+
+def test_fvcore_effective_analysis_one_hot_equals_derived_model():
+    from mobile_cv_nas.search import EffectiveFlopCountAnalysis
+
+    net = _argmax_eval(Supernet("tiny"))
+    _randomize(net, 4)
+    net.sample()
+    model = derive_model(net, inherit=False)
+    report = count_flops(model, model.arch_def.input_size)
+    analysis = EffectiveFlopCountAnalysis(net)
+    assert analysis.total() == pytest.approx(report.flops, rel=5e-3)
+    assert analysis.total_params() == pytest.approx(report.params, rel=5e-3)

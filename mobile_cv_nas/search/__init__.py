@@ -8,6 +8,7 @@ from .registry import SEARCH_OP_REGISTRY
 from .space import SearchSpace, SearchSpaceError, count_architectures, load_search_space, parse_search_space
 from .supernet import Supernet
 from .derive import derive_arch, derive_model, inherit_weights
+from .cost_analysis import EffectiveFlopCountAnalysis
 
 __all__ = [
     "Decision",
@@ -27,4 +28,5 @@ __all__ = [
     "derive_arch",
     "derive_model",
     "inherit_weights",
+    "EffectiveFlopCountAnalysis",
 ]

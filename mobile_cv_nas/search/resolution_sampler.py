@@ -49,6 +49,7 @@ class ResolutionSampler(nn.Module):
         self.__dict__["choice"] = choice  # registered once by the supernet
         self.stride = stride
         self.resolutions = tuple(choice.options)
+        self.active_gate = None
 
     @property
     def max_resolution(self):
@@ -58,7 +59,7 @@ class ResolutionSampler(nn.Module):
         return math.ceil(resolution / self.stride)
 
     def forward(self, x):
-        full_h, full_w = x.shape[-2:]
+        full_h, full_w = (int(s) for s in x.shape[-2:])
         if max(full_h, full_w) != self.max_resolution:
             raise ValueError(
                 f"ResolutionSampler expects inputs at the largest option "
@@ -75,6 +76,7 @@ class ResolutionSampler(nn.Module):
             if (rh, rw) != (full_h, full_w):
                 small = x.index_select(2, subsample_indices(full_h, rh, x.device))
                 small = small.index_select(3, subsample_indices(full_w, rw, x.device))
+            self.active_gate = gates[i]  # read by the effective-cost analysis
             y = self.module(small) * gates[i]
             if out is None:
                 out_h, out_w = self._full_output_size(y, full_h, full_w, rh, rw)
@@ -82,6 +84,7 @@ class ResolutionSampler(nn.Module):
             ph = scatter_positions(full_h, rh, self._stride_for(y, rh), x.device)
             pw = scatter_positions(full_w, rw, self._stride_for(y, rw, dim=-1), x.device)
             out = _scatter_add(out, y, ph, pw)
+        self.active_gate = None
         return out
 
     def _stride_for(self, y, size, dim=-2):

@@ -127,42 +127,46 @@ class SearchBlock(nn.Module):
         out = shape.pooled() if isinstance(first, InvertedPool) else shape.strided(self.stride)
         return out.with_channels(self.out_choice.expected())
 
-    def effective_cost(self, shape):
-        """(output effective shape, expected Cost) for an input of effective `shape`."""
+    def layer_costs(self, shape):
+        """(output effective shape, [(layer, Cost)]): the expected cost of every conv and
+        global pool of the block, candidates weighted by their op gates (Eq. 10)."""
         out_c = self.out_choice.expected()
-        costs = [self._candidate_cost(c, shape, out_c) for c in self.candidates.values()]
-        total = costs[0]
-        if len(costs) > 1:
-            gates = self.op_choice.current_gates()
-            total = zero_cost(out_c)
-            for gate, cost in zip(gates, costs):
-                total = total + cost.scaled(gate)
-        return self.output_shape(shape), total
+        gates = self.op_choice.current_gates()
+        layers = []
+        for gate, candidate in zip(gates, self.candidates.values()):
+            for layer, cost in self._candidate_costs(candidate, shape, out_c):
+                layers.append((layer, cost if len(self.candidates) == 1 else cost.scaled(gate)))
+        return self.output_shape(shape), layers
 
-    def _candidate_cost(self, module, shape, out_c):
+    def _candidate_costs(self, module, shape, out_c):
         cin = shape.channels
         out_shape = shape.strided(self.stride)
         if isinstance(module, Skip):
-            return zero_cost(cin) if module.conv is None else conv_cost(out_shape, cin, out_c)
+            return [] if module.conv is None else [(module.conv.conv, conv_cost(out_shape, cin, out_c))]
         if isinstance(module, InvertedResidual):
             source = self.mid_source(module)
             mid = source.expected()
-            cost = zero_cost(cin)
+            costs = []
             if module.pw is not None:
-                cost = cost + conv_cost(shape, cin, mid, 1, groups=module.pw.conv.groups)
-            cost = cost + conv_cost(out_shape, mid, mid, module.kernel_size, groups="depthwise")
+                costs.append((module.pw.conv, conv_cost(shape, cin, mid, 1, groups=module.pw.conv.groups)))
+            costs.append((module.dw.conv, conv_cost(out_shape, mid, mid, module.kernel_size, groups="depthwise")))
             if module.se is not None:
                 se = source.expected(self.se_widths(source))
                 pooled = out_shape.pooled()
-                cost = cost + global_pool_cost(out_shape.with_channels(mid))
-                cost = cost + conv_cost(pooled, mid, se) + conv_cost(pooled, se, mid)
-            return cost + conv_cost(out_shape, mid, out_c, 1, groups=module.pwl.conv.groups)
+                costs.append((module.se.avg_pool, global_pool_cost(out_shape.with_channels(mid))))
+                costs.append((module.se.se[0].conv, conv_cost(pooled, mid, se)))
+                costs.append((module.se.se[1], conv_cost(pooled, se, mid)))
+            costs.append((module.pwl.conv, conv_cost(out_shape, mid, out_c, 1, groups=module.pwl.conv.groups)))
+            return costs
         if isinstance(module, InvertedPool):
             mid = self.mid_choice.expected()
-            cost = conv_cost(shape, cin, mid) + global_pool_cost(shape.with_channels(mid))
-            return cost + conv_cost(shape.pooled(), mid, out_c)
+            return [
+                (module.pw.conv, conv_cost(shape, cin, mid)),
+                (module.dw, global_pool_cost(shape.with_channels(mid))),
+                (module.pwl.conv, conv_cost(shape.pooled(), mid, out_c)),
+            ]
         conv = module.conv
-        return conv_cost(out_shape, cin, out_c, conv.kernel_size[0], groups=conv.groups)
+        return [(conv, conv_cost(out_shape, cin, out_c, conv.kernel_size[0], groups=conv.groups))]
 
     def chosen(self):
         """(op, candidate module) with the largest op logit."""
@@ -179,14 +183,20 @@ class SearchHead(nn.Module):
 
     def __init__(self, in_channels, num_classes):
         super().__init__()
+        self.avg_pool = PixelAverage()
         self.conv = nn.Conv2d(in_channels, num_classes, 1, bias=True)
 
     def forward(self, x, pixels=None):
+        return self.conv(self.avg_pool(x, pixels)).flatten(1)
+
+
+class PixelAverage(nn.Module):
+    """Global average over `pixels` real pixels (all of them when None)."""
+
+    def forward(self, x, pixels=None):
         if pixels is None or x.shape[-2:] == (1, 1):
-            pooled = x.mean((2, 3), keepdim=True)
-        else:
-            pooled = x.sum((2, 3), keepdim=True) / pixels
-        return self.conv(pooled).flatten(1)
+            return x.mean((2, 3), keepdim=True)
+        return x.sum((2, 3), keepdim=True) / pixels
 
 
 class SearchBackbone(nn.Module):
@@ -283,24 +293,38 @@ class Supernet(nn.Module):
         return self.head(features, self.resolution_sampler.effective_pixels())
 
     # ---- costs ----
-    def effective_cost(self, by_module=False):
-        """Expected FLOPs/params of the current gates (Eq. 10, published convention)."""
+    def layer_costs(self):
+        """[(qualified layer name, Cost)] for every conv and global pool, in forward order:
+        effective-shape propagation through the network (Eq. 4-10) for the current gates."""
         gates = self.resolution_choice.current_gates()
         one = torch.ones((), dtype=gates.dtype, device=gates.device)
         r = self.resolution_choice.options
         shape = EffectiveShape(one * self.in_channels, [(s, s) for s in r], gates)
-        total = zero_cost(one)
-        per_module = collections.OrderedDict()
-        for name, block in self.backbone.stages.named_children():
-            shape, cost = block.effective_cost(shape)
-            per_module[f"backbone.stages.{name}"] = cost
+        names = {m: n for n, m in self.named_modules()}
+        layers = []
+        for block in self.backbone.stages.children():
+            shape, block_layers = block.layer_costs(shape)
+            layers.extend(block_layers)
+        layers.append((self.head.avg_pool, global_pool_cost(shape)))
+        layers.append((self.head.conv, conv_cost(shape.pooled(), shape.channels, self.space.num_classes)))
+        return [(names[layer], cost) for layer, cost in layers]
+
+    def effective_cost(self, by_module=False):
+        """Expected FLOPs/params of the current gates (published convention), differentiable
+        in every alpha; with `by_module`, also a {module name: Cost} for every ancestor."""
+        layers = self.layer_costs()
+        total = layers[0][1]
+        for _, cost in layers[1:]:
             total = total + cost
-        head = global_pool_cost(shape) + conv_cost(
-            shape.pooled(), shape.channels, self.space.num_classes, 1
-        )
-        per_module["head"] = head
-        total = total + head
-        return (total, per_module) if by_module else total
+        if not by_module:
+            return total
+        per_module = collections.OrderedDict()
+        for name, cost in layers:
+            parts = name.split(".")
+            for i in range(len(parts) + 1):
+                key = ".".join(parts[:i])
+                per_module[key] = per_module[key] + cost if key in per_module else cost
+        return total, per_module
 
     def cost(self):
         total = self.effective_cost()
