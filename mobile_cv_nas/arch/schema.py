@@ -26,6 +26,7 @@ import yaml
 from iopath.common.file_io import g_pathmgr
 
 from ..blocks import BLOCK_REGISTRY
+from ..validation import error_location, is_int
 
 _TOP_FIELDS = {"name", "input_size", "width_divisor", "num_classes", "block_defaults", "stages"}
 _ROW_FIELDS = {"op", "out_channels", "stride", "repeat", "expansion"}
@@ -100,22 +101,12 @@ class ArchDef:
 
 
 def _where(arch_name, stage=None, block=None, field=None):
-    parts = [f"arch {arch_name!r}" if arch_name else "arch def"]
-    if stage is not None:
-        parts.append(f"stage {stage}")
-    if block is not None:
-        parts.append(f"block {block}")
-    if field is not None:
-        parts.append(f"field {field!r}")
-    return ", ".join(parts)
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+    subject = f"arch {arch_name!r}" if arch_name else "arch def"
+    return error_location(subject, stage, ("block", block), field)
 
 
 def _check_positive_int(value, where, what="a positive integer"):
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise ArchDefError(f"{where}: must be {what}, got {value!r}.")
 
 

@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn as nn
 
-from .gumbel import Decision
 from .registry import SEARCH_OP_REGISTRY
 
 

@@ -82,6 +82,7 @@ from iopath.common.file_io import g_pathmgr
 
 from ..blocks import BLOCK_REGISTRY
 from ..data_files import configs_dir
+from ..validation import error_location, is_int
 
 __all__ = [
     "COSTS",
@@ -319,18 +320,8 @@ def count_architectures(space):
 
 
 def _where(space, stage=None, row=None, field=None):
-    parts = [f"space {space!r}" if space else "search space"]
-    if stage is not None:
-        parts.append(f"stage {stage}")
-    if row is not None:
-        parts.append(f"row {row}")
-    if field is not None:
-        parts.append(f"field {field!r}")
-    return ", ".join(parts)
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+    subject = f"space {space!r}" if space else "search space"
+    return error_location(subject, stage, ("row", row), field)
 
 
 def _is_number(v):
@@ -343,7 +334,7 @@ def _compact(options):
         return options[0]
     step = options[1] - options[0]
     if all(math.isclose(b - a, step) for a, b in zip(options, options[1:])):
-        if all(_is_int(o) for o in options):
+        if all(is_int(o) for o in options):
             return [options[0], options[-1], step]
         return [options[0], options[-1], round(step, 10)]
     return list(options)
@@ -351,7 +342,7 @@ def _compact(options):
 
 def _range_options(value, where, kind):
     """Options of a scalar or [low, high, step]; kind is 'int' (channels) or 'number'."""
-    ok = _is_int if kind == "int" else _is_number
+    ok = is_int if kind == "int" else _is_number
     what = "a positive integer" if kind == "int" else "a positive number"
     if not isinstance(value, (list, tuple)):
         if not ok(value) or value <= 0:
@@ -383,7 +374,7 @@ def _range_options(value, where, kind):
 
 
 def _check_positive_int(value, where):
-    if not _is_int(value) or value <= 0:
+    if not is_int(value) or value <= 0:
         raise SearchSpaceError(f"{where}: must be a positive integer, got {value!r}.")
 
 

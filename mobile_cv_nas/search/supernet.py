@@ -23,7 +23,6 @@ from .effective_shape import (
     EffectiveShape,
     conv_cost,
     global_pool_cost,
-    zero_cost,
 )
 from .gumbel import Decision, GumbelSampler
 from .masked_channel import ChannelChoice, MaskedChannel
