@@ -226,3 +226,17 @@ def test_resolution_sampler_preserves_receptive_field():
 def test_resolution_sampler_rejects_wrong_input_size():
     with pytest.raises(ValueError, match="largest option"):
         _sampler(nn.Identity(), [32, 16], [0.5, 0.5], stride=1)(torch.zeros(1, 1, 16, 16))
+
+
+def test_mask_is_shared_per_sample_and_keeps_its_gradient_path():
+    choice = ChannelChoice([2, 4])
+    sampler = GumbelSampler(seed=0)
+    choice.sample(sampler)
+    assert choice.mask() is choice.mask()  # computed once per sampled gates
+    with torch.no_grad():
+        choice.mask()
+    (choice.mask() * torch.arange(4.0)).sum().backward()  # not the no_grad copy
+    assert choice.alpha.grad is not None and choice.alpha.grad.abs().sum() > 0
+    first = choice.mask()
+    choice.sample(sampler)
+    assert choice.mask() is not first  # a new sample, a new mask

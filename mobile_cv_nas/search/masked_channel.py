@@ -41,13 +41,28 @@ class ChannelChoice(Decision):
         return self.options[-1]
 
     def mask(self, widths=None):
-        """M = sum_i g_i 1_{c < widths_i}: a vector over max(widths) channels."""
-        widths = self.options if widths is None else widths
+        """M = sum_i g_i 1_{c < widths_i}: a vector over max(widths) channels.
+
+        Computed once per sampled gates and widths, however many layers share the choice.
+        """
+        widths = tuple(self.options if widths is None else widths)
         gates = self.current_gates()
-        keep = torch.arange(max(widths), device=gates.device)[None, :] < torch.as_tensor(
-            widths, device=gates.device
-        )[:, None]
-        return gates @ keep.to(gates.dtype)
+        if self.__dict__.get("_masks_for") is not gates:
+            self.__dict__["_masks_for"], self.__dict__["_masks"] = gates, {}
+        masks = self.__dict__["_masks"]
+        key = (widths, torch.is_grad_enabled())  # a mask made under no_grad has no graph
+        if key not in masks:
+            masks[key] = gates @ self._indicators(widths, gates.device, gates.dtype)
+        return masks[key]
+
+    def _indicators(self, widths, device, dtype):
+        """The (options x channels) matrix of the 1_i, built once per widths/device/dtype."""
+        cache = self.__dict__.setdefault("_indicator_cache", {})
+        key = (widths, device, dtype)
+        if key not in cache:
+            channels = torch.arange(max(widths), device=device)
+            cache[key] = (channels[None, :] < torch.tensor(widths, device=device)[:, None]).to(dtype)
+        return cache[key]
 
     def effective_channels(self, widths=None):
         return self.expected(widths)
