@@ -84,8 +84,8 @@ def get(
             fill the backbone only.
         features_only / out_features: return the backbone alone, giving a dict of stage
             features (`stage0` ... `stage6`, default all).
-        trusted: unpickle any Python object in the weights file, not only tensors (only
-            for files whose source you trust).
+        trusted: unpickle any Python object in a `weights=` file, not only tensors (only
+            for files whose source you trust); the catalog's official files always are.
     """
     info = get_model_info(name)
     arch = get_arch_def(name)
@@ -109,6 +109,8 @@ def get(
                     f"or pass weights=<path or URL>."
                 )
             weights, sha256 = info["weights"]["url"], info["weights"].get("sha256")
+            # the catalog's own URL is the official file: unpickle it as the official loader does
+            trusted = True
         load_checkpoint(target, weights, sha256=sha256, cache_dir=cache_dir, trusted=trusted)
     model.model_info = info
     return model
