@@ -6,6 +6,12 @@ def is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_positive_int(value, where, error=ValueError):
+    """Raise `error` naming `where` unless `value` is an int > 0."""
+    if not is_int(value) or value <= 0:
+        raise error(f"{where}: must be a positive integer, got {value!r}.")
+
+
 def error_location(subject, stage=None, item=None, field=None):
     """"arch 'x', stage 2, block 1, field 'op'": where an error is, for its message.
 

@@ -26,7 +26,7 @@ import yaml
 from iopath.common.file_io import g_pathmgr
 
 from ..blocks import BLOCK_REGISTRY
-from ..validation import error_location, is_int
+from ..validation import check_positive_int, error_location
 
 _TOP_FIELDS = {"name", "input_size", "width_divisor", "num_classes", "block_defaults", "stages"}
 _ROW_FIELDS = {"op", "out_channels", "stride", "repeat", "expansion"}
@@ -105,9 +105,8 @@ def _where(arch_name, stage=None, block=None, field=None):
     return error_location(subject, stage, ("block", block), field)
 
 
-def _check_positive_int(value, where, what="a positive integer"):
-    if not is_int(value) or value <= 0:
-        raise ArchDefError(f"{where}: must be {what}, got {value!r}.")
+def _check_positive_int(value, where):
+    check_positive_int(value, where, ArchDefError)
 
 
 def _check_row(row, name, s, b):

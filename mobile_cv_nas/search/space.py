@@ -82,7 +82,7 @@ from iopath.common.file_io import g_pathmgr
 
 from ..blocks import BLOCK_REGISTRY
 from ..data_files import configs_dir
-from ..validation import error_location, is_int
+from ..validation import check_positive_int, error_location, is_int
 
 __all__ = [
     "COSTS",
@@ -374,8 +374,7 @@ def _range_options(value, where, kind):
 
 
 def _check_positive_int(value, where):
-    if not is_int(value) or value <= 0:
-        raise SearchSpaceError(f"{where}: must be a positive integer, got {value!r}.")
+    check_positive_int(value, where, SearchSpaceError)
 
 
 def _parse_row(row, name, s, r):
