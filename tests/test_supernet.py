@@ -214,3 +214,24 @@ def test_fvcore_effective_analysis_one_hot_equals_derived_model():
     analysis = EffectiveFlopCountAnalysis(net)
     assert analysis.total() == pytest.approx(report.flops, rel=5e-3)
     assert analysis.total_params() == pytest.approx(report.params, rel=5e-3)
+
+
+def test_rows_without_expansion_use_the_ops_default():
+    space = {
+        "name": "defaults", "resolutions": [32], "width_divisor": 8, "num_classes": 5,
+        "stages": [
+            [{"op": "conv_k3_hs", "channels": 16, "stride": 2}],
+            [{"ops": ["ir_k3", "skip"], "channels": [8, 16, 8]}],  # IR default: expansion 1
+            [{"op": "ir_pool_hs", "channels": 32}],  # pool block default: expansion 6
+        ],
+    }
+    net = _argmax_eval(Supernet(space))
+    _randomize(net, 6)
+    net.sample()
+    ir = net.backbone.stages.xif1_0.candidates["ir_k3"]
+    assert ir.pw is None and ir.mid_channels == 16
+    assert net.backbone.stages.xif2_0.candidates["ir_pool_hs"].mid_channels == 16 * 6
+    model = derive_model(net).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (net(x) - model(x)).abs().max().item() <= 1e-5

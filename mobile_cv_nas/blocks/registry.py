@@ -37,6 +37,16 @@ class BlockRegistry(Registry):
             )
         return self._obj_map[name]
 
+    def default_option(self, name, option):
+        """The default value of `option` for op `name` (None if it has none)."""
+        builder = self.get(name)
+        if isinstance(builder, functools.partial) and option in builder.keywords:
+            return builder.keywords[option]
+        param = inspect.signature(builder).parameters.get(option)
+        if param is None or param.default is inspect.Parameter.empty:
+            return None
+        return param.default
+
     def accepted_options(self, name):
         """Keyword options the builder of `name` accepts (None = any, it takes **kwargs)."""
         builder = self.get(name)

@@ -30,6 +30,12 @@ from .resolution_sampler import ResolutionSampler
 from .space import load_search_space, parse_search_space
 
 
+def _default_expansion(ops):
+    """The expansion a row without `expansion` gets: its ops' builder default (IR 1, pool 6)."""
+    defaults = [BLOCK_REGISTRY.default_option(op, "expansion") for op in ops]
+    return max([e for e in defaults if isinstance(e, (int, float))] or [1.0])
+
+
 def _mask(module, name, choice, widths=None):
     """Replace child `name` of `module` by its MaskedChannel form when `choice` is searched."""
     if not choice.fixed:
@@ -250,7 +256,8 @@ class Supernet(nn.Module):
                 )
             out_choice = out_choices[spec.decision_id]
             op_choice = register(Decision(spec.ops, name=f"op:{name}"))
-            mids = {make_divisible(current.max_channels * e, d) for e in (spec.expansions or [1.0])}
+            expansions = spec.expansions or [_default_expansion(spec.ops)]
+            mids = {make_divisible(current.max_channels * e, d) for e in expansions}
             mid_choice = register(ChannelChoice(mids, name=f"mid:{name}"))
             block = SearchBlock(spec, current, out_choice, op_choice, mid_choice, d)
             blocks.append(block)
@@ -292,26 +299,30 @@ class Supernet(nn.Module):
         return self.head(features, self.resolution_sampler.effective_pixels())
 
     # ---- costs ----
-    def layer_costs(self):
-        """[(qualified layer name, Cost)] for every conv and global pool, in forward order:
+    def _layer_costs(self):
+        """[(layer module, Cost)] for every conv and global pool, in forward order:
         effective-shape propagation through the network (Eq. 4-10) for the current gates."""
         gates = self.resolution_choice.current_gates()
         one = torch.ones((), dtype=gates.dtype, device=gates.device)
         r = self.resolution_choice.options
         shape = EffectiveShape(one * self.in_channels, [(s, s) for s in r], gates)
-        names = {m: n for n, m in self.named_modules()}
         layers = []
         for block in self.backbone.stages.children():
             shape, block_layers = block.layer_costs(shape)
             layers.extend(block_layers)
         layers.append((self.head.avg_pool, global_pool_cost(shape)))
         layers.append((self.head.conv, conv_cost(shape.pooled(), shape.channels, self.space.num_classes)))
-        return [(names[layer], cost) for layer, cost in layers]
+        return layers
+
+    def layer_costs(self):
+        """[(qualified layer name, Cost)] for every conv and global pool, in forward order."""
+        names = {m: n for n, m in self.named_modules()}
+        return [(names[layer], cost) for layer, cost in self._layer_costs()]
 
     def effective_cost(self, by_module=False):
         """Expected FLOPs/params of the current gates (published convention), differentiable
         in every alpha; with `by_module`, also a {module name: Cost} for every ancestor."""
-        layers = self.layer_costs()
+        layers = self.layer_costs() if by_module else self._layer_costs()
         total = layers[0][1]
         for _, cost in layers[1:]:
             total = total + cost
