@@ -240,3 +240,15 @@ def test_mask_is_shared_per_sample_and_keeps_its_gradient_path():
     first = choice.mask()
     choice.sample(sampler)
     assert choice.mask() is not first  # a new sample, a new mask
+
+
+def test_resolution_sampler_pooling_denominator_counts_real_pixels():
+    """Averaging the scattered map over the effective pixel count gives the small map's mean,
+    for non-square inputs too."""
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+    x = torch.randn(2, 3, 32, 24)
+    sampler = _sampler(conv, [32, 16], [0.0, 1.0], stride=2)
+    out = sampler(x)
+    small = conv(x[:, :, subsample_indices(32, 16)][:, :, :, subsample_indices(24, 12)])
+    pooled = out.sum((2, 3)) / sampler.effective_pixels()
+    assert torch.allclose(pooled, small.mean((2, 3)), atol=1e-6)

@@ -66,11 +66,13 @@ class ResolutionSampler(nn.Module):
             )
         gates = self.choice.current_gates()
         out = None
+        self._output_pixels = []
         for i, r in enumerate(self.resolutions):
-            if not gates.requires_grad and float(gates[i]) == 0.0:
-                continue
             rh = round(r * full_h / self.max_resolution)
             rw = round(r * full_w / self.max_resolution)
+            self._output_pixels.append(self.output_size(rh) * self.output_size(rw))
+            if not gates.requires_grad and float(gates[i]) == 0.0:
+                continue
             small = x
             if (rh, rw) != (full_h, full_w):
                 small = x.index_select(2, subsample_indices(full_h, rh, x.device))
@@ -78,7 +80,8 @@ class ResolutionSampler(nn.Module):
             self.active_gate = gates[i]  # read by the effective-cost analysis
             y = self.module(small) * gates[i]
             if out is None:
-                out_h, out_w = self._full_output_size(y, full_h, full_w, rh, rw)
+                out_h = 1 if y.shape[-2] == 1 else self.output_size(full_h)
+                out_w = 1 if y.shape[-1] == 1 else self.output_size(full_w)
                 out = y.new_zeros(y.shape[0], y.shape[1], out_h, out_w)
             ph = scatter_positions(full_h, rh, self._stride_for(y, rh), x.device)
             pw = scatter_positions(full_w, rw, self._stride_for(y, rw, dim=-1), x.device)
@@ -90,16 +93,14 @@ class ResolutionSampler(nn.Module):
         # a module ending in a global pool has one output pixel whatever the input
         return size if y.shape[dim] == 1 else self.stride
 
-    def _full_output_size(self, y, full_h, full_w, rh, rw):
-        out_h = 1 if y.shape[-2] == 1 else self.output_size(full_h)
-        out_w = 1 if y.shape[-1] == 1 else self.output_size(full_w)
-        return out_h, out_w
-
     def effective_pixels(self):
-        """sum_i g_i h_i w_i of the wrapped module's (spatial) output: the pooling denominator
-        that makes a global average over the scattered map equal the small map's average."""
+        """sum_i g_i h_i w_i of the wrapped module's (spatial) output in the last forward: the
+        pooling denominator that makes a global average over the scattered map equal the
+        small map's average."""
         gates = self.choice.current_gates()
-        sizes = [self.output_size(r) ** 2 for r in self.resolutions]
+        sizes = getattr(self, "_output_pixels", None) or [
+            self.output_size(r) ** 2 for r in self.resolutions
+        ]
         return (gates * torch.as_tensor(sizes, dtype=gates.dtype, device=gates.device)).sum()
 
 
