@@ -235,3 +235,32 @@ def test_rows_without_expansion_use_the_ops_default():
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert (net(x) - model(x)).abs().max().item() <= 1e-5
+
+
+@pytest.mark.parametrize("stem_width", [8, 12, 16])
+def test_block_without_expansion_stays_so_whatever_input_width(stem_width):
+    """expansion 1 on a searched input width: no pw in the supernet, none in the derived
+    model either (the width divisor must not round 12 up to 16 and add one)."""
+    space = {
+        "name": "no_pw", "resolutions": [32], "width_divisor": 8, "num_classes": 5,
+        "stages": [
+            [{"op": "conv_k3_hs", "channels": [8, 16, 4], "stride": 2}],
+            [{"ops": ["ir_k3", "ir_k3_se_hs"], "channels": [8, 16, 8], "expansion": 1}],
+            [{"op": "ir_pool_hs", "channels": 32, "expansion": 4}],
+        ],
+    }
+    net = _argmax_eval(Supernet(space))
+    _randomize(net, 7)
+    with torch.no_grad():
+        stem = net.decisions["out:0"]
+        stem.alpha.fill_(-5.0)
+        stem.alpha[stem.options.index(stem_width)] = 5.0
+    net.sample()
+    model = derive_model(net).eval()
+    block = model.backbone.stages.xif1_0
+    assert block.pw is None and block.mid_channels == stem_width
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (net(x) - model(x)).abs().max().item() <= 1e-5
+    report = count_flops(model, 32)
+    assert net.effective_cost().flops.item() == pytest.approx(report.flops, rel=5e-3)

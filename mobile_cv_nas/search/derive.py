@@ -25,6 +25,8 @@ def _row(block, in_channels):
             row["mid_channels"] = mid
             if mid == in_channels:
                 row["force_pw"] = True
+        else:  # searched without expansion: keep it so (width rounding would add one)
+            row["mid_channels"] = in_channels
         if (in_channels == out and block.stride == 1) != module.use_residual:
             row["residual"] = module.use_residual
     elif isinstance(module, InvertedPool):
