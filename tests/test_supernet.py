@@ -264,3 +264,50 @@ def test_block_without_expansion_stays_so_whatever_input_width(stem_width):
         assert (net(x) - model(x)).abs().max().item() <= 1e-5
     report = count_flops(model, 32)
     assert net.effective_cost().flops.item() == pytest.approx(report.flops, rel=5e-3)
+
+
+def _random_space(rng):
+    micro = ["ir_k3", "ir_k5", "ir_k3_hs", "ir_k5_hs", "ir_k3_se", "ir_k5_se", "ir_k3_se_hs", "ir_k5_se_hs", "skip"]
+
+    def channels():
+        low = rng.choice([4, 8, 12, 16])
+        return [low, low + rng.choice([0, 4, 8, 12]), 4]
+
+    stages = [[{"op": rng.choice(["conv_k3", "conv_k3_hs"]), "channels": channels(), "stride": 2}]]
+    for _ in range(rng.randint(2, 4)):
+        row = {
+            "ops": rng.sample(micro, rng.randint(1, 4)),
+            "channels": channels(),
+            "stride": rng.choice([1, 2]),
+            "repeat": rng.randint(1, 2),
+        }
+        if rng.random() < 0.8:
+            low = rng.choice([1, 2])
+            row["expansion"] = [low, low + rng.choice([0, 1, 2]), 1]
+        stages.append([row])
+        if rng.random() < 0.5:  # a stride-1 row of the same range continues the decision
+            stages[-1].append(dict(row, stride=1, repeat=1))
+    stages.append([{"op": "ir_pool_hs", "channels": 24, "expansion": rng.choice([2, 4])}])
+    resolutions = rng.choice([[32], [32, 24], [32, 28, 24, 16]])
+    return {"name": "random", "resolutions": resolutions, "width_divisor": rng.choice([1, 4, 8]),
+            "num_classes": 7, "stages": stages}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_random_spaces_derive_exactly_what_was_searched(seed):
+    """Property check over random spaces and random alphas: the derived model computes the
+    argmax supernet, and its fvcore cost is the supernet's effective cost."""
+    rng = random.Random(seed)
+    net = _argmax_eval(Supernet(_random_space(rng)))
+    _randomize(net, seed)
+    net.sample()
+    model = derive_model(net).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        a = net(x)
+        b = model(_subsampled(x, model.arch_def.input_size))
+    assert (a - b).abs().max().item() <= 1e-5 * max(1.0, a.abs().max().item())
+    cost = net.effective_cost()
+    report = count_flops(model, model.arch_def.input_size)
+    assert cost.flops.item() == pytest.approx(report.flops, rel=5e-3)
+    assert cost.params.item() == pytest.approx(report.params, rel=5e-3)
