@@ -68,6 +68,7 @@ setup(
         "iopath>=0.1.7,<0.1.10",
         "pyyaml",
         "numpy",
+        "matplotlib",  # plots of the benchmarks (detectron2 needs it too)
     ],
     extras_require={"test": ["pytest"]},
 )
