@@ -73,8 +73,3 @@ def global_pool_cost(in_shape):
     """One op per element entering a global average pool; no params."""
     flops = in_shape.channels * in_shape.height * in_shape.width
     return Cost(flops=flops, params=torch.zeros_like(flops))
-
-
-def zero_cost(like):
-    z = torch.zeros((), dtype=like.dtype, device=like.device)
-    return Cost(z, z)

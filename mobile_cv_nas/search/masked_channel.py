@@ -17,16 +17,12 @@ import torch.nn.functional as F
 
 from .gumbel import Decision
 from .registry import SEARCH_OP_REGISTRY
+from .space import range_options
 
 
 def channel_options(spec):
     """Options from an int or a (low, high, step) tuple, high included when reached."""
-    if isinstance(spec, int):
-        return [spec]
-    low, high, step = spec
-    if step <= 0 or low <= 0 or low > high:
-        raise ValueError(f"Bad channel range {spec!r}: need 0 < low <= high and step > 0.")
-    return list(range(low, high + 1, step))
+    return range_options(spec, "channel options", "int")
 
 
 class ChannelChoice(Decision):

@@ -98,6 +98,7 @@ __all__ = [
     "num_architectures",
     "op_uses_expansion",
     "parse_search_space",
+    "range_options",
     "search_spaces_dir",
 ]
 
@@ -340,8 +341,9 @@ def _compact(options):
     return list(options)
 
 
-def _range_options(value, where, kind):
-    """Options of a scalar or [low, high, step]; kind is 'int' (channels) or 'number'."""
+def range_options(value, where, kind):
+    """Options of a scalar or [low, high, step] (high included when reached); kind is 'int'
+    (channels) or 'number' (expansions). `where` prefixes the SearchSpaceError messages."""
     ok = is_int if kind == "int" else _is_number
     what = "a positive integer" if kind == "int" else "a positive number"
     if not isinstance(value, (list, tuple)):
@@ -416,11 +418,11 @@ def _parse_row(row, name, s, r):
     # channels
     if "channels" not in row:
         raise SearchSpaceError(f"{_where(name, s, r, 'channels')}: missing required field.")
-    channels = _range_options(row["channels"], _where(name, s, r, "channels"), "int")
+    channels = range_options(row["channels"], _where(name, s, r, "channels"), "int")
     # expansion
     expansions = None
     if row.get("expansion") is not None:
-        expansions = _range_options(row["expansion"], _where(name, s, r, "expansion"), "number")
+        expansions = range_options(row["expansion"], _where(name, s, r, "expansion"), "number")
         without = [op for op in ops if not _op_takes_expansion(op)]
         if without:
             raise SearchSpaceError(
