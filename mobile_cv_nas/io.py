@@ -4,6 +4,7 @@ import hashlib
 import os
 from urllib.parse import urlparse
 
+import yaml
 from iopath.common.file_io import HTTPURLHandler, PathManager
 
 #: Environment variable naming the download cache (default: iopath's, ~/.torch/iopath_cache).
@@ -43,3 +44,17 @@ def sha256sum(path, chunk=1 << 20):
         for block in iter(lambda: f.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_yaml(path, what, error=ValueError):
+    """The parsed YAML of `path` (any iopath path). `what` names the file in errors
+    ("arch def", "search space"); a missing file or bad YAML raises `error` naming the file
+    and, for bad YAML, the line and column."""
+    path = os.fspath(path)
+    try:
+        with path_manager.open(path, "r") as f:
+            return yaml.safe_load(f)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise error(f"{what} file {path!r} does not exist.") from None
+    except yaml.YAMLError as e:
+        raise error(f"{what} file {path!r} is not valid YAML: {e}") from None

@@ -23,9 +23,9 @@ import dataclasses
 from typing import Any, Dict, List, Optional
 
 import yaml
-from iopath.common.file_io import g_pathmgr
 
 from ..blocks import BLOCK_REGISTRY
+from ..io import load_yaml
 from ..validation import check_positive_int, error_location
 
 _TOP_FIELDS = {"name", "input_size", "width_divisor", "num_classes", "block_defaults", "stages"}
@@ -190,11 +190,5 @@ def parse_arch_def(data, name=None):
 
 def load_arch_def(path):
     """Read an arch def from a YAML file (any iopath path)."""
-    try:
-        with g_pathmgr.open(path, "r") as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise ArchDefError(f"Arch def file {path!r} does not exist.") from None
-    except yaml.YAMLError as e:
-        raise ArchDefError(f"Arch def file {path!r} is not valid YAML: {e}") from None
+    data = load_yaml(path, "Arch def", ArchDefError)
     return parse_arch_def(data, name=str(path))

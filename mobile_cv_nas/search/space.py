@@ -77,11 +77,10 @@ import os
 from fractions import Fraction
 from typing import List, Optional
 
-import yaml
-from iopath.common.file_io import g_pathmgr
 
 from ..blocks import BLOCK_REGISTRY
 from ..data_files import configs_dir
+from ..io import load_yaml
 from ..validation import check_positive_int, error_location, is_int
 
 __all__ = [
@@ -533,16 +532,14 @@ def load_search_space(name_or_path):
             raise SearchSpaceError(f"Search space {name_or_path!r}: {e}") from None
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
-        with g_pathmgr.open(path, "r") as f:
-            data = yaml.safe_load(f)
-    except (FileNotFoundError, IsADirectoryError):
+        data = load_yaml(path, "Search space", SearchSpaceError)
+    except SearchSpaceError as e:
+        if "does not exist" not in str(e):
+            raise
         available = available_search_spaces()
         raise SearchSpaceError(
-            f"Search space file {path!r} does not exist. Available search spaces: "
-            f"{', '.join(available) if available else '(none)'}."
+            f"{e} Available search spaces: {', '.join(available) if available else '(none)'}."
         ) from None
-    except yaml.YAMLError as e:
-        raise SearchSpaceError(f"Search space file {path!r} is not valid YAML: {e}") from None
     if data is None:
         raise SearchSpaceError(f"Search space file {path!r} is empty.")
     return parse_search_space(copy.deepcopy(data), name=stem)
