@@ -54,7 +54,38 @@ setup(
     description="FBNetV2 models and the DMaskingNAS search, as a detectron2 plugin",
     long_description=read_readme(),
     long_description_content_type="text/markdown",
-    python_requires=">=3.9",
+    author="mobile_cv_nas contributors",
+    # PEP 639: an SPDX expression (setuptools >= 77, see pyproject.toml); it replaces the
+    # "License ::" classifier, which setuptools refuses alongside it.
+    license_expression="MIT",
+    license_files=["LICENSE"],
+    keywords=[
+        "neural architecture search",
+        "NAS",
+        "DNAS",
+        "FBNet",
+        "FBNetV2",
+        "DMaskingNAS",
+        "efficient networks",
+        "PyTorch",
+        "detectron2",
+    ],
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
+        "Programming Language :: Python :: 3.14",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+    # The floor of the torch that tools/dev.sh pins (torch 2.14.1: CPython 3.10-3.14 wheels).
+    python_requires=">=3.10",
     packages=packages,
     package_dir=package_dir,
     package_data=package_data,
@@ -70,5 +101,9 @@ setup(
         "numpy",
         "matplotlib",  # plots of the benchmarks (detectron2 needs it too)
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={
+        # ruff: `bash tools/dev.sh lint`; a minor version pinned, since the formatter's style and
+        # the rules change between ruff minor versions (configuration: pyproject.toml).
+        "test": ["pytest", "ruff>=0.17,<0.18"],
+    },
 )

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The one entry point for developers and CI.
 #
-#   bash tools/dev.sh test [pytest args...]      run the test suite
+#   bash tools/dev.sh test [pytest args...]      the linter, then the test suite (CI: .ci/run)
+#   bash tools/dev.sh lint [--fix] [paths...]    ruff check + ruff format --check (--fix: apply)
 #   bash tools/dev.sh search [train_net args...] run a DMaskingNAS search (tools/train_net.py)
 #
 # On first use it creates .venv (python3 -m venv), installs the pinned torch/torchvision and
-# then this package in editable mode with its test extras. Later runs skip the installs while
-# .venv still matches (a stamp keyed on a hash of setup.py, pyproject.toml and the pins).
-# Set PYTHON to pick the interpreter that creates .venv (default: python3, >= 3.9).
+# then this package in editable mode with its test extras (pytest, ruff). Later runs skip the
+# installs while .venv still matches (a stamp keyed on a hash of setup.py, pyproject.toml and
+# the pins). Set PYTHON to pick the interpreter that creates .venv (default: python3; Python
+# 3.10-3.14, the versions the pinned torch has wheels for). SKIP_LINT=1 makes `test` skip the
+# linter (local use only; .ci/run always lints).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,21 +21,88 @@ PY="$VENV/bin/python"
 STAMP="$VENV/.mobile_cv_nas-dev-stamp"
 TORCH_VERSION="2.14.1"
 TORCHVISION_VERSION="0.29.1"
+# The Python versions torch==$TORCH_VERSION has wheels for (CPython); python_requires in setup.py
+# is the same floor.
+PY_MIN="3.10"
+PY_MAX="3.14"
 
 usage() {
     cat <<USAGE
 usage: bash tools/dev.sh <command> [args...]
 
 commands:
-  test     run the tests: python -m pytest -q tests [args...]
+  test     the linter (as 'lint'), then the tests: python -m pytest -q tests [args...]
+           (SKIP_LINT=1 skips the linter; CI never does)
+  lint     ruff check . and ruff format --check . (configuration: pyproject.toml);
+           'lint --fix' applies ruff's fixes and formats the code; paths narrow it down
   search   run a DMaskingNAS search: python tools/train_net.py [args...]
 
-The first run creates .venv and installs torch==$TORCH_VERSION, torchvision==$TORCHVISION_VERSION
-and this package (pip install -e '.[test]').
+The first run creates .venv with \$PYTHON (default python3; Python $PY_MIN-$PY_MAX) and installs
+torch==$TORCH_VERSION, torchvision==$TORCHVISION_VERSION and this package
+(pip install -e '.[test]').
 USAGE
 }
 
 log() { echo "[dev.sh] $*" >&2; }
+
+# "X.Y" of the interpreter $1; nothing (and a failure) when it does not run as Python.
+py_version() {
+    local v
+    v="$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" || return 1
+    [[ "$v" =~ ^[0-9]+\.[0-9]+$ ]] || return 1
+    echo "$v"
+}
+
+# True when version $1 >= version $2 (both "X.Y").
+version_ge() {
+    local a_major="${1%%.*}" a_minor="${1#*.}" b_major="${2%%.*}" b_minor="${2#*.}"
+    ((a_major > b_major || (a_major == b_major && a_minor >= b_minor)))
+}
+
+too_old() {
+    log "error: $1 is Python $2: mobile_cv_nas needs Python >= $PY_MIN (torch $TORCH_VERSION has" \
+        "no wheels for $2); set PYTHON=/path/to/python$PY_MIN+"
+}
+
+# The interpreter that creates .venv: $PYTHON, else python3; Python PY_MIN..PY_MAX.
+check_base_python() {
+    local base="$1" v
+    if ! command -v "$base" >/dev/null 2>&1; then
+        log "error: $base not found; mobile_cv_nas needs Python >= $PY_MIN: install it, or set" \
+            "PYTHON=/path/to/python$PY_MIN+"
+        exit 1
+    fi
+    if ! v="$(py_version "$base")"; then
+        log "error: '$base' does not run as a Python interpreter;" \
+            "set PYTHON=/path/to/python$PY_MIN+"
+        exit 1
+    fi
+    if ! version_ge "$v" "$PY_MIN"; then
+        too_old "$base" "$v"
+        exit 1
+    fi
+    if ! version_ge "$PY_MAX" "$v"; then
+        log "error: $base is Python $v: torch $TORCH_VERSION (pinned here) has wheels for Python" \
+            "$PY_MIN-$PY_MAX only; set PYTHON=/path/to/python$PY_MIN-$PY_MAX"
+        exit 1
+    fi
+}
+
+# An existing .venv: its interpreter still runs and is recent enough.
+check_venv_python() {
+    local v
+    if ! v="$(py_version "$PY")"; then
+        log "error: $PY does not run (was its base interpreter removed or upgraded?)."
+        log "Remove .venv (rm -rf .venv) and rerun; set PYTHON=/path/to/python$PY_MIN+ to pick one."
+        exit 1
+    fi
+    if ! version_ge "$v" "$PY_MIN"; then
+        too_old ".venv ($PY)" "$v"
+        log "Remove .venv (rm -rf .venv) and rerun, with PYTHON=/path/to/python$PY_MIN+ if" \
+            "python3 is older, to recreate it."
+        exit 1
+    fi
+}
 
 # A key for "what .venv was set up from"; any change to it re-runs the installs.
 env_key() {
@@ -61,13 +131,14 @@ PYEOF
 }
 
 # True when mobile_cv_nas imports, from outside the checkout, as this checkout's sources,
-# and its dependencies and pytest are installed.
+# and its dependencies and the test extras (pytest, ruff) are installed.
 package_ok() {
     local found
     found="$(cd / && "$PY" - <<'PYEOF' 2>/dev/null
 import importlib.util, os
 import mobile_cv_nas
-missing = [m for m in ("fvcore", "iopath", "yaml", "numpy", "pytest") if importlib.util.find_spec(m) is None]
+needed = ("fvcore", "iopath", "yaml", "numpy", "pytest", "ruff")
+missing = [m for m in needed if importlib.util.find_spec(m) is None]
 print("missing: " + " ".join(missing) if missing else os.path.dirname(os.path.realpath(mobile_cv_nas.__file__)))
 PYEOF
 )" || return 1
@@ -90,14 +161,7 @@ PYEOF
 ensure_env() {
     if [ ! -x "$PY" ]; then
         local base="${PYTHON:-python3}"
-        if ! command -v "$base" >/dev/null 2>&1; then
-            log "error: $base not found; install Python >= 3.9 (or set PYTHON=/path/to/python3)."
-            exit 1
-        fi
-        if ! "$base" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)'; then
-            log "error: $base is $("$base" --version 2>&1); mobile_cv_nas needs Python >= 3.9."
-            exit 1
-        fi
+        check_base_python "$base"
         log "creating $VENV with $("$base" --version 2>&1)"
         if ! "$base" -m venv "$VENV"; then
             log "error: '$base -m venv' failed (on Debian/Ubuntu: apt-get install python3-venv)."
@@ -105,6 +169,7 @@ ensure_env() {
             exit 1
         fi
     fi
+    check_venv_python
 
     local key
     key="$(env_key)"
@@ -137,12 +202,58 @@ run_env() {
     export MKL_NUM_THREADS="${MKL_NUM_THREADS:-1}"
 }
 
+# ruff check + ruff format --check on [paths...] (default: the checkout). With 'fix' as $1:
+# ruff's safe fixes, then the formatter, then a check that reports what is left to do by hand.
+run_lint() {
+    local fix="$1" status=0
+    shift
+    if [ $# -eq 0 ]; then set -- .; fi
+    if [ "$fix" = fix ]; then
+        "$PY" -m ruff check --fix-only --quiet "$@" || status=$?
+        "$PY" -m ruff format "$@" || status=$?
+        "$PY" -m ruff check "$@" || status=$?
+        if [ "$status" -ne 0 ]; then
+            log "lint --fix: what is reported above has no safe automatic fix; fix it by hand."
+        fi
+        return "$status"
+    fi
+    "$PY" -m ruff check "$@" || status=$?
+    "$PY" -m ruff format --check "$@" || status=$?
+    if [ "$status" -ne 0 ]; then
+        log "lint failed. 'bash tools/dev.sh lint --fix' applies ruff's fixes and formats the code;"
+        log "fix what it reports as left by hand (configuration: [tool.ruff] in pyproject.toml)."
+    fi
+    return "$status"
+}
+
 cmd="${1:-}"
 if [ $# -gt 0 ]; then shift; fi
 
 case "$cmd" in
+    lint)
+        fix=check
+        paths=()
+        for arg in "$@"; do
+            case "$arg" in
+                --fix) fix=fix ;;
+                -*)
+                    log "error: unknown lint option '$arg' (lint [--fix] [paths...])"
+                    exit 2
+                    ;;
+                *) paths+=("$arg") ;;
+            esac
+        done
+        ensure_env
+        run_lint "$fix" ${paths[@]+"${paths[@]}"}
+        ;;
     test)
         ensure_env
+        if [ "${SKIP_LINT:-}" = 1 ]; then
+            log "SKIP_LINT=1: not running the linter"
+        elif ! run_lint check; then
+            log "test: stopped before pytest because the linter failed (SKIP_LINT=1 skips it)."
+            exit 1
+        fi
         run_env
         # `tests` unless the arguments already name test files or folders.
         targets=(tests)
