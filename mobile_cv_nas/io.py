@@ -1,40 +1,101 @@
-"""Files and URLs through iopath: one PathManager with HTTP download and a local cache."""
+"""Files and URLs: local paths through iopath, http(s) URLs downloaded once into a cache.
+
+Why our own cache layout instead of iopath's HTTPURLHandler: that handler remembers each URL's
+first cache folder per process and keys the cache on the URL path alone (two hosts collide).
+Here an URL is cached at `<cache>/<host>/<url path>`, a file already there is used without any
+network call (a filled cache works offline), and a download goes to a temporary folder beside
+its target and is moved into place with os.replace, so a crash never leaves a torn file. The
+transfer itself is iopath's `download`.
+"""
 
 import hashlib
 import os
+import posixpath
+import shutil
+import sys
+import tempfile
+import urllib.error
 from urllib.parse import urlparse
 
+import iopath.common.download as iopath_download
 import yaml
-from iopath.common.file_io import HTTPURLHandler, PathManager
+from iopath.common.file_io import PathManager, get_cache_dir
 
-#: Environment variable naming the download cache (default: iopath's, ~/.torch/iopath_cache).
+#: Environment variable naming the download cache (default: iopath's, $FVCORE_CACHE or
+#: ~/.torch/iopath_cache).
 CACHE_ENV = "MOBILE_CV_NAS_CACHE"
 
+#: Local paths (and any handler a user registers, e.g. for a blob store) go through this.
 path_manager = PathManager()
-path_manager.register_handler(HTTPURLHandler())
 
 
-def default_cache_dir():
-    return os.environ.get(CACHE_ENV) or None
+class DownloadError(OSError):
+    """An URL that could not be downloaded; `target` is where a copy placed by hand is used."""
+
+    def __init__(self, url, target, reason):
+        super().__init__(
+            f"Could not download {url} ({reason}). Without network, put the file at {target}"
+        )
+        self.url, self.target, self.reason = url, target, reason
+
+
+def resolve_cache_dir(cache_dir=None):
+    """`cache_dir`, else $MOBILE_CV_NAS_CACHE, else iopath's default cache folder."""
+    return str(cache_dir or os.environ.get(CACHE_ENV) or get_cache_dir())
+
+
+def url_cache_path(url, cache_dir=None):
+    """Where the http(s) `url` is cached: `<cache>/<host>/<url path>` (`<host>_<port>` when
+    the URL names a port)."""
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    if parsed.port:
+        host = f"{host}_{parsed.port}"
+    parts = posixpath.normpath("/" + parsed.path).strip("/").split("/")
+    if not host or parts == [""] or ".." in parts:
+        raise ValueError(f"Cannot cache URL {url!r}: it needs a host and a file path.")
+    return os.path.join(resolve_cache_dir(cache_dir), host, *parts)
+
+
+def _reason(error):
+    if isinstance(error, urllib.error.HTTPError):
+        error.close()
+        return f"HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return f"{type(error).__name__}: {error}"
+
+
+def download(url, target):
+    """Download `url` to the file `target` atomically; raises DownloadError."""
+    folder = os.path.dirname(target)
+    tmp_dir = None
+    try:
+        os.makedirs(folder, exist_ok=True)
+        tmp_dir = tempfile.mkdtemp(prefix=".download-", dir=folder)
+        name = os.path.basename(target)
+        # a progress bar for people at a terminal, not in logs
+        fetched = iopath_download.download(
+            url, tmp_dir, filename=name, progress=sys.stderr.isatty()
+        )
+        os.replace(fetched, target)
+    except Exception as e:
+        raise DownloadError(url, target, _reason(e)) from None
+    finally:
+        if tmp_dir:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+    return target
 
 
 def local_path(path, cache_dir=None):
-    """A local file for `path` (plain path, file:// URL or http(s) URL, downloaded and cached).
-
-    An URL already in the cache is not downloaded again, so a filled cache works offline.
-    """
-    path = str(path)
+    """A local file for `path`: a plain path, a file:// URL, or an http(s) URL (downloaded
+    into the cache unless already there). Raises DownloadError when a download fails."""
+    path = os.fspath(path)
     if path.startswith("file://"):
-        path = path[len("file://"):]
+        return path[len("file://") :]
     if path.startswith(("http://", "https://")):
-        cache_dir = cache_dir or default_cache_dir()
-        if cache_dir:
-            # iopath remembers each URL's first cache; honour the folder asked for now
-            cached = os.path.join(cache_dir, urlparse(path).path.lstrip("/"))
-            if os.path.isfile(cached):
-                return cached
-            return path_manager.get_local_path(path, force=True, cache_dir=cache_dir)
-        return path_manager.get_local_path(path)
+        target = url_cache_path(path, cache_dir)
+        return target if os.path.isfile(target) else download(path, target)
     return path_manager.get_local_path(path)
 
 
@@ -47,14 +108,16 @@ def sha256sum(path, chunk=1 << 20):
 
 
 def load_yaml(path, what, error=ValueError):
-    """The parsed YAML of `path` (any iopath path). `what` names the file in errors
-    ("arch def", "search space"); a missing file or bad YAML raises `error` naming the file
-    and, for bad YAML, the line and column."""
+    """The parsed YAML of `path` (a path or URL, see `local_path`). `what` names the file in
+    errors ("arch def", "search space"); a missing file or bad YAML raises `error` naming the
+    file and, for bad YAML, the line and column."""
     path = os.fspath(path)
     try:
-        with path_manager.open(path, "r") as f:
+        with path_manager.open(local_path(path), "r") as f:
             return yaml.safe_load(f)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise error(f"{what} file {path!r} does not exist.") from None
+    except DownloadError as e:
+        raise error(f"{what} file: {e}") from None
     except yaml.YAMLError as e:
         raise error(f"{what} file {path!r} is not valid YAML: {e}") from None

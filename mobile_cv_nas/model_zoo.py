@@ -4,19 +4,21 @@
     model = model_zoo.get("FBNetV2_F4", pretrained=True)
     backbone = model_zoo.get("FBNetV2_F4", features_only=True, out_features=["stage3", "stage5"])
 
-Weights are read with iopath (HTTP download into a cache; `cache_dir=` or
+Names are matched case-insensitively (aliases too); the info keeps the canonical name.
+Weights are downloaded once into a cache (see mobile_cv_nas.io; `cache_dir=` or
 $MOBILE_CV_NAS_CACHE picks the folder, and a filled cache works offline). `weights=` takes a
-local path or URL instead of the catalog's.
+local path or URL instead of the catalog's. Weights files are read as data (tensors only); a
+file that pickles other Python objects is read only when trusted or pinned by sha256 (the
+catalog's, or `sha256=`), see mobile_cv_nas.arch.checkpoint.
 """
 
 import copy
 import difflib
 import functools
 
-import yaml
-
 from .arch import build_backbone, build_model, load_arch_def, load_checkpoint
 from .data_files import model_zoo_dir
+from .io import load_yaml
 
 
 class UnknownModelError(KeyError):
@@ -24,10 +26,9 @@ class UnknownModelError(KeyError):
         return self.args[0]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _catalog():
-    with open(model_zoo_dir() / "catalog.yaml") as f:
-        return yaml.safe_load(f)
+    return load_yaml(model_zoo_dir() / "catalog.yaml", "model zoo catalog", RuntimeError)
 
 
 def list_models():
@@ -36,16 +37,21 @@ def list_models():
 
 
 def _resolve(name):
+    """The canonical model name of `name` (a model or alias, in any letter case)."""
     catalog = _catalog()
-    name = catalog.get("aliases", {}).get(name, name)
-    if name not in catalog["models"]:
-        known = list_models() + sorted(catalog.get("aliases", {}))
-        close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    models, aliases = catalog["models"], catalog.get("aliases", {})
+    by_lower = {}  # lower-case name -> its spelling in the catalog; model names win
+    for known in list(models) + sorted(aliases):
+        by_lower.setdefault(known.lower(), known)
+    spelled = name if name in models or name in aliases else by_lower.get(str(name).lower())
+    canonical = aliases.get(spelled, spelled)
+    if canonical not in models:
+        close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else ""
         raise UnknownModelError(
             f"Unknown model {name!r}.{hint} Available models: {', '.join(list_models())}."
         )
-    return name
+    return canonical
 
 
 def get_model_info(name):
@@ -75,6 +81,7 @@ def get(
     features_only=False,
     out_features=None,
     trusted=False,
+    sha256=None,
 ):
     """Build a zoo model by name.
 
@@ -84,8 +91,10 @@ def get(
             fill the backbone only.
         features_only / out_features: return the backbone alone, giving a dict of stage
             features (`stage0` ... `stage6`, default all).
-        trusted: unpickle any Python object in a `weights=` file, not only tensors (only
-            for files whose source you trust); the catalog's official files always are.
+        trusted: also unpickle Python objects besides tensors in the weights file (catalog
+            or `weights=`), which runs code: only for files whose source you trust. Without
+            it such a file is read only when its sha256 is pinned and matches.
+        sha256: the expected sha256 of the weights file (default: the catalog's, if any).
     """
     info = get_model_info(name)
     arch = get_arch_def(name)
@@ -101,16 +110,14 @@ def get(
         model = build_model(arch, num_classes=num_classes)
         target = model if num_classes in (None, arch.num_classes) else model.backbone
     if pretrained or weights is not None:
-        sha256 = None
         if weights is None:
             if not info.get("weights"):
                 raise ValueError(
                     f"Model {info['name']!r} has no published weights; use pretrained=False "
                     f"or pass weights=<path or URL>."
                 )
-            weights, sha256 = info["weights"]["url"], info["weights"].get("sha256")
-            # the catalog's own URL is the official file: unpickle it as the official loader does
-            trusted = True
+            weights = info["weights"]["url"]
+            sha256 = sha256 or info["weights"].get("sha256")
         load_checkpoint(target, weights, sha256=sha256, cache_dir=cache_dir, trusted=trusted)
     model.model_info = info
     return model

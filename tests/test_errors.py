@@ -181,13 +181,19 @@ def test_other_arch_weights_rejected_without_partial_load(f1_file):
         load_checkpoint(model, str(f1_file))
     msg = str(err.value)
     assert str(f1_file) in msg
-    assert "missing keys" in msg and "unexpected keys" in msg and "mis-shaped keys" in msg
-    # every problem is counted; the first ones of each kind are listed
-    assert "missing keys (102):\n    backbone.stages.xif2_2.pw.conv.weight" in msg
-    assert "unexpected keys (28):\n    backbone.stages.xif4_2.pw.conv.weight" in msg
-    assert "mis-shaped keys (185):" in msg
-    assert "backbone.stages.xif0_0.conv.weight: checkpoint (8, 3, 3, 3) vs model (16, 3, 3, 3)" in msg
-    assert "... and 82 more" in msg
+    # every problem is counted and the first ones of each kind are listed, in model order
+    ours, theirs = model.state_dict(), model_zoo.get("FBNetV2_F1").state_dict()
+    missing = [k for k in ours if k not in theirs]
+    unexpected = [k for k in theirs if k not in ours]
+    misshaped = [k for k in ours if k in theirs and ours[k].shape != theirs[k].shape]
+    assert missing and unexpected and len(misshaped) > 20
+    assert f"missing keys ({len(missing)}):\n    {missing[0]}\n" in msg
+    assert f"unexpected keys ({len(unexpected)}):\n    {unexpected[0]}\n" in msg
+    first = misshaped[0]
+    assert f"mis-shaped keys ({len(misshaped)}):\n    {first}: checkpoint " in msg
+    shapes = f"checkpoint {tuple(theirs[first].shape)} vs model {tuple(ours[first].shape)}"
+    assert f"{first}: {shapes}" in msg
+    assert f"... and {len(misshaped) - 20} more" in msg
     assert_unchanged(model, before)
 
 
@@ -210,14 +216,58 @@ def test_dropped_extra_and_reshaped_keys_are_all_listed(f1_file):
 
 def test_checkpoint_with_python_objects_needs_trust(tmp_path):
     import collections as _collections
+    import fractions  # any importable non-tensor object: unpickling it runs code
 
     from mobile_cv_nas.arch import CheckpointError, read_checkpoint_state_dict
 
-    import fractions  # any importable non-tensor object: unpickling it runs code
-
-    path = tmp_path / "odd.pth"
     weights = _collections.OrderedDict(w=torch.ones(2))
-    torch.save({"state_dict": weights, "note": fractions.Fraction(1, 3)}, path)
-    with pytest.raises(CheckpointError, match="trusted=True"):
-        read_checkpoint_state_dict(str(path))
-    assert torch.equal(read_checkpoint_state_dict(str(path), trusted=True)["w"], torch.ones(2))
+    for zipped in (True, False):  # today's torch.save format and the pre-1.6 one
+        path = tmp_path / f"odd_{zipped}.pth"
+        data = {"state_dict": weights, "note": fractions.Fraction(1, 3)}
+        torch.save(data, path, _use_new_zipfile_serialization=zipped)
+        with pytest.raises(CheckpointError, match="trusted=True") as err:
+            read_checkpoint_state_dict(str(path))
+        assert "fractions.Fraction" in str(err.value) and "sha256=" in str(err.value)
+        assert torch.equal(read_checkpoint_state_dict(str(path), trusted=True)["w"], torch.ones(2))
+
+
+def _bad_files(tmp_path, f1_file):
+    data = f1_file.read_bytes()
+    legacy = tmp_path / "legacy.pth"
+    torch.save(torch.load(f1_file), legacy, _use_new_zipfile_serialization=False)
+    files = {
+        "random": torch.randint(0, 256, (4096,), dtype=torch.uint8).numpy().tobytes(),
+        "html": b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>\n",
+        "empty": b"",
+        "truncated zip": data[: len(data) // 2],
+        "truncated legacy": legacy.read_bytes()[:5000],
+        "zip header only": data[:64],
+    }
+    for name, content in files.items():
+        path = tmp_path / name.replace(" ", "_") / "model.pth"
+        path.parent.mkdir()
+        path.write_bytes(content)
+        yield name, path
+
+
+def test_corrupt_checkpoints_are_not_called_untrusted(tmp_path, f1_file):
+    """Random bytes, an HTML page saved as model.pth, truncated files: one short error saying
+    the file is corrupt and what to do; never the trusted=True advice."""
+    for name, path in _bad_files(tmp_path, f1_file):
+        model = model_zoo.get("FBNetV2_F1")
+        before = snapshot(model)
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(model, str(path), trusted=False)
+        msg = str(err.value)
+        assert str(path) in msg, (name, msg)
+        assert "not a PyTorch checkpoint" in msg and "download it again" in msg, (name, msg)
+        assert "trusted" not in msg, (name, msg)
+        assert len(msg.splitlines()) == 1 and err.value.__cause__ is None, (name, msg)
+        if name == "html":
+            assert "HTML" in msg
+        if name.startswith("truncated"):
+            assert "truncated" in msg
+        assert_unchanged(model, before)
+        # trust does not turn a corrupt file into a different error
+        with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
+            load_checkpoint(model, str(path), trusted=True)

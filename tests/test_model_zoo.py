@@ -1,5 +1,6 @@
 """Models by name: catalog, aliases, backbone features, and official-format checkpoints."""
 
+import copy
 import hashlib
 
 import pytest
@@ -48,7 +49,11 @@ def image():
 def official_file(path, model, key="model_ema"):
     """Write `model` as the official model.pth: DDP `module.` prefix, EMA or plain weights."""
     weights = {"module." + k: v.clone() for k, v in model.state_dict().items()}
-    data = {"model_ema": weights, "state_dict": None} if key == "model_ema" else {"state_dict": weights}
+    data = (
+        {"model_ema": weights, "state_dict": None}
+        if key == "model_ema"
+        else {"state_dict": weights}
+    )
     torch.save(data, path)
     return path
 
@@ -70,7 +75,14 @@ def assert_same_weights(a, b):
 
 def test_list_models():
     names = model_zoo.list_models()
-    for name in ["FBNetV2_F1", "FBNetV2_F2", "FBNetV2_F3", "FBNetV2_F4", "FBNetV2_L1", "FBNetV2_L2"]:
+    for name in [
+        "FBNetV2_F1",
+        "FBNetV2_F2",
+        "FBNetV2_F3",
+        "FBNetV2_F4",
+        "FBNetV2_L1",
+        "FBNetV2_L2",
+    ]:
         assert name in names
     assert "FBNetV2_F5" not in names  # an alias, not a model
     assert names == sorted(names)
@@ -83,18 +95,49 @@ def test_alias_f5_is_l2_at_256():
     assert model.model_info["name"] == "FBNetV2_L2"
     assert model.arch_def.input_size == 256
     shapes = [tuple(v.shape) for v in model.state_dict().values()]
-    assert shapes == [
-        tuple(v.shape) for v in model_zoo.get("FBNetV2_L1").state_dict().values()
-    ]
+    assert shapes == [tuple(v.shape) for v in model_zoo.get("FBNetV2_L1").state_dict().values()]
     assert model_zoo.get_model_info("FBNet_a")["name"] == "fbnet_a"
+
+
+@pytest.mark.parametrize(
+    "asked, canonical",
+    [
+        ("fbnetv2_f4", "FBNetV2_F4"),
+        ("FBNETV2_F1", "FBNetV2_F1"),
+        ("fbnetv2_f5", "FBNetV2_L2"),
+        ("FBNET_C", "fbnet_c"),
+        ("fbnet_a", "fbnet_a"),
+    ],
+)
+def test_names_are_case_insensitive(asked, canonical):
+    assert model_zoo.get_model_info(asked)["name"] == canonical
+    assert model_zoo.get_arch_def(asked).name == canonical
+    assert model_zoo.get_model_info(asked) == model_zoo.get_model_info(canonical)
+
+
+def test_case_insensitive_get_builds_the_canonical_model():
+    model = model_zoo.get("fbnetv2_f1")
+    assert model.model_info["name"] == "FBNetV2_F1"
+    assert [tuple(v.shape) for v in model.state_dict().values()] == [
+        tuple(v.shape) for v in model_zoo.get("FBNetV2_F1").state_dict().values()
+    ]
 
 
 def test_model_info():
     info = model_zoo.get_model_info("FBNetV2_F4")
     assert info["resolution"] == 224 and info["resize"] == 251
-    assert info["weights"]["url"].startswith("https://") and info["weights"]["url"].endswith("model.pth")
+    assert info["weights"]["url"].startswith("https://") and info["weights"]["url"].endswith(
+        "model.pth"
+    )
     assert info["mean"] == [0.485, 0.456, 0.406] and info["std"] == [0.229, 0.224, 0.225]
     assert info["metrics"]["top1"] == pytest.approx(75.818)
+
+
+def test_unknown_lower_case_name_suggests_the_catalog_spelling():
+    with pytest.raises(
+        UnknownModelError, match=r"Unknown model 'fbnetv2_f44'\. Did you mean 'FBNetV2_F4'"
+    ):
+        model_zoo.get_model_info("fbnetv2_f44")
 
 
 def test_unknown_model_lists_names_and_suggests():
@@ -222,10 +265,11 @@ def test_sha256_checked(ema_file, source_model, monkeypatch):
 
 
 def _place_in_cache(cache_dir, url, file):
-    """Put `file` where iopath's HTTPURLHandler caches `url`: <cache_dir>/<url path>."""
+    """Put `file` where an URL is cached: <cache_dir>/<host>/<url path>."""
     from urllib.parse import urlparse
 
-    target = cache_dir / urlparse(url).path.lstrip("/")
+    parsed = urlparse(url)
+    target = cache_dir / parsed.hostname / parsed.path.lstrip("/")
     target.parent.mkdir(parents=True)
     target.write_bytes(file.read_bytes())
     return target
@@ -234,12 +278,14 @@ def _place_in_cache(cache_dir, url, file):
 @torch.no_grad()
 def test_cached_http_url_loads_offline(tmp_path, ema_file, source_model, image, no_network):
     url = model_zoo.get_model_info("FBNetV2_F1")["weights"]["url"]
-    _place_in_cache(tmp_path, url, ema_file)
+    target = _place_in_cache(tmp_path, url, ema_file)
+    assert str(target).startswith(str(tmp_path / "dl.fbaipublicfiles.com" / "fbnet" / "models"))
     model = model_zoo.get("FBNetV2_F1", pretrained=True, cache_dir=str(tmp_path)).eval()
     assert torch.equal(model(image), source_model(image))
     # an explicit http weights URL resolves through the same cache
     model = model_zoo.get("FBNetV2_F1", weights=url, cache_dir=str(tmp_path))
     assert_same_weights(model, source_model)
+    assert no_network == []
 
 
 def test_cache_dir_from_environment(tmp_path, ema_file, source_model, monkeypatch, no_network):
@@ -247,10 +293,68 @@ def test_cache_dir_from_environment(tmp_path, ema_file, source_model, monkeypatc
     _place_in_cache(tmp_path, url, ema_file)
     monkeypatch.setenv("MOBILE_CV_NAS_CACHE", str(tmp_path))
     assert_same_weights(model_zoo.get("FBNetV2_F1", pretrained=True), source_model)
+    assert no_network == []
 
 
 def test_uncached_url_offline_is_a_clear_error(tmp_path, no_network):
     url = "https://example.invalid/fbnet/models/missing/model.pth"
     with pytest.raises(CheckpointError, match="Could not fetch checkpoint") as err:
         model_zoo.get("FBNetV2_F1", weights=url, cache_dir=str(tmp_path))
-    assert url in str(err.value) and "cache" in str(err.value)
+    msg = str(err.value)
+    assert url in msg
+    assert str(tmp_path / "example.invalid" / "fbnet" / "models" / "missing" / "model.pth") in msg
+    assert err.value.__cause__ is None and err.value.__suppress_context__
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+# --------------------------------------------------------------------------- frozen BatchNorm
+
+
+def _freeze_one_bn(model):
+    """`model` with its stem BatchNorm2d swapped for torchvision's FrozenBatchNorm2d (same
+    weights and statistics, no num_batches_tracked buffer)."""
+    from torchvision.ops import FrozenBatchNorm2d
+
+    stem = model.backbone.stages.xif0_0
+    bn = stem.bn
+    frozen = FrozenBatchNorm2d(bn.num_features, eps=bn.eps)
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        getattr(frozen, name).copy_(getattr(bn, name).detach())
+    stem.bn = frozen
+    return model
+
+
+KEY = "backbone.stages.xif0_0.bn.num_batches_tracked"
+
+
+@torch.no_grad()
+def test_frozen_bn_model_loads_an_official_checkpoint(ema_file, source_model, image):
+    model = _freeze_one_bn(model_zoo.get("FBNetV2_F1")).eval()
+    assert KEY not in model.state_dict()
+    load_checkpoint(model, str(ema_file))
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, source_model.state_dict()[k]), k
+    assert torch.equal(model(image), source_model(image))
+
+
+@torch.no_grad()
+def test_checkpoint_of_a_frozen_bn_model_loads_into_batchnorm(tmp_path, source_model, image):
+    frozen = _freeze_one_bn(copy.deepcopy(source_model))
+    path = official_file(tmp_path / "model.pth", frozen)
+    assert "module." + KEY not in torch.load(path)["model_ema"]
+    model = model_zoo.get("FBNetV2_F1").eval()
+    model.state_dict()[KEY].fill_(7)
+    load_checkpoint(model, str(path))
+    assert int(model.state_dict()[KEY]) == 7  # the model keeps its own counter
+    assert torch.equal(model(image), source_model(image))
+
+
+def test_only_the_bn_counter_is_optional(tmp_path, source_model):
+    state = {"module." + k: v for k, v in source_model.state_dict().items()}
+    state.pop("module." + KEY.replace("num_batches_tracked", "running_var"))
+    state["module.backbone.stages.xif9_0.bn.num_batches_tracked"] = torch.tensor(3)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(model_zoo.get("FBNetV2_F1"), {"model_ema": state})
+    msg = str(err.value)
+    assert "missing keys (1):\n    backbone.stages.xif0_0.bn.running_var" in msg
+    assert "unexpected keys (1):\n    backbone.stages.xif9_0.bn.num_batches_tracked" in msg

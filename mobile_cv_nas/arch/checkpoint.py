@@ -3,16 +3,29 @@
 The official file is a dict; the weights are under `model_ema` when present and not None,
 else under `state_dict`; a `module.` prefix (DataParallel/DDP) is stripped from each key.
 Loading is strict: any missing, unexpected or mis-shaped key raises CheckpointError with
-the full list, never a silent partial load.
+the full list, never a silent partial load. The one tolerance is BatchNorm's
+`num_batches_tracked` counter, which a frozen BatchNorm does not have: it may be absent on
+either side, as torch's own loaders allow.
+
+A checkpoint is data, so it is read with `weights_only=True`; a file that also pickles other
+Python objects (whose unpickling runs code) is read fully only when the caller trusts it
+(`trusted=True`) or pinned its sha256. Every failure is one short CheckpointError naming the
+file and the fix, without the chained traceback of the underlying error.
 """
 
 import collections
 import os
-import pickle
+import re
 
 import torch
+from torch.serialization import MAGIC_NUMBER, get_unsafe_globals_in_checkpoint
 
-from ..io import local_path, sha256sum
+from ..io import DownloadError, local_path, sha256sum
+
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save since torch 1.6
+# older torch.save files start with a pickled long, this magic number
+_LEGACY_MAGIC = b"\x8a\x0a" + MAGIC_NUMBER.to_bytes(10, "little")
+_COUNTER = "num_batches_tracked"
 
 
 class CheckpointError(RuntimeError):
@@ -21,47 +34,95 @@ class CheckpointError(RuntimeError):
 
 def _strip_prefix(state_dict, prefix):
     return collections.OrderedDict(
-        (k[len(prefix):] if k.startswith(prefix) else k, v) for k, v in state_dict.items()
+        (k[len(prefix) :] if k.startswith(prefix) else k, v) for k, v in state_dict.items()
     )
+
+
+def _described(path, file):
+    return repr(path) if str(path) == str(file) else f"{path!r} ({file})"
+
+
+def _corrupt(path, file, why="is truncated, corrupt or not a PyTorch checkpoint"):
+    return CheckpointError(
+        f"Checkpoint {_described(path, file)} {why}. Delete it and download it again, or pass "
+        f"another file."
+    )
+
+
+def _file_format(file):
+    """'zip' or 'legacy' for a torch.save file, else a CheckpointError reason."""
+    with open(file, "rb") as f:
+        head = f.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        return "zip"
+    if _LEGACY_MAGIC in head[:32]:
+        return "legacy"
+    if not head:
+        return "is empty, not a PyTorch checkpoint"
+    if head.lstrip().lower().startswith((b"<!doctype", b"<html", b"<?xml", b"<head")):
+        return "is an HTML/XML page (an error page saved in its place?), not a PyTorch checkpoint"
+    return "is corrupt or not a PyTorch checkpoint (unknown file header)"
+
+
+def _unsafe_globals(file, kind, error):
+    """The non-weights globals a readable checkpoint needs; [] when the file is corrupt."""
+    if kind == "zip":
+        try:
+            return sorted(get_unsafe_globals_in_checkpoint(file))
+        except Exception:
+            return []
+    # legacy files: torch names the first offending global in its error
+    return re.findall(r"Unsupported global: GLOBAL (\S+)", str(error))[:1]
+
+
+def _load(path, file, allow_pickle):
+    kind = _file_format(file)
+    if kind not in ("zip", "legacy"):
+        raise _corrupt(path, file, kind)
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as e:
+        needs = _unsafe_globals(file, kind, e)
+    if not needs:
+        raise _corrupt(path, file)
+    if not allow_pickle:
+        raise CheckpointError(
+            f"Checkpoint {_described(path, file)} holds Python objects besides tensors "
+            f"({', '.join(needs)}), and unpickling them runs code. If you trust its source, pass "
+            f"trusted=True, or pin the file with sha256={sha256sum(file)!r}; or re-save only its "
+            f"weights with torch.save({{'state_dict': sd}}, path)."
+        )
+    try:
+        return torch.load(file, map_location="cpu", weights_only=False)
+    except Exception:
+        raise _corrupt(path, file) from None
 
 
 def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False):
     """The model weights of an official-format checkpoint at `path` (local path or URL).
 
-    Only tensors and plain containers are unpickled unless `trusted` (a file whose source
-    you trust may hold other Python objects).
+    Only tensors and plain containers are unpickled, unless the file needs more and either
+    `trusted` is set or `sha256` pins it (a mismatching sha256 is an error in any case).
     """
     try:
         file = local_path(path, cache_dir=cache_dir)
-    except Exception as e:  # network or handler errors: say which file and what to do
+    except DownloadError as e:
         raise CheckpointError(
-            f"Could not fetch checkpoint {path!r}: {e}. Pass a local file or file:// URL as "
-            f"the weights, or put the file in the cache directory (cache_dir=... or "
-            f"$MOBILE_CV_NAS_CACHE)."
-        ) from e
+            f"Could not fetch checkpoint {e.url} ({e.reason}).\nWithout network, put the file "
+            f"at {e.target}, or pass a local file as the weights."
+        ) from None
+    except ValueError as e:
+        raise CheckpointError(f"Could not fetch checkpoint: {e}") from None
     if not os.path.isfile(file):
         raise CheckpointError(f"Checkpoint file {path!r} does not exist.")
     if sha256:
         actual = sha256sum(file)
         if actual != sha256:
             raise CheckpointError(
-                f"Checkpoint {path!r} ({file}) has sha256 {actual}, expected {sha256}. "
+                f"Checkpoint {_described(path, file)} has sha256 {actual}, expected {sha256}. "
                 f"The download is corrupt or the file was replaced: delete it and retry."
             )
-    try:
-        # weights_only: a checkpoint is data; never run pickled code from a download
-        data = torch.load(file, map_location="cpu", weights_only=not trusted)
-    except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"Checkpoint {path!r} ({file}) holds Python objects besides tensors and plain "
-            f"containers, which are not unpickled for safety: {e}. If you trust its source, "
-            f"pass trusted=True; or re-save its weights with torch.save({{'state_dict': sd}}, path)."
-        ) from e
-    except Exception as e:
-        raise CheckpointError(
-            f"Could not read checkpoint {path!r} ({file}): {type(e).__name__}: {e}. The file "
-            f"is truncated or not a PyTorch checkpoint; delete it and download it again."
-        ) from e
+    data = _load(path, file, allow_pickle=trusted or bool(sha256))
     return extract_state_dict(data, source=path)
 
 
@@ -92,9 +153,30 @@ def _listing(title, keys, limit=20):
     return f"  {title} ({len(keys)}):\n{shown}{more}"
 
 
+def _reconcile_counters(expected, state_dict):
+    """`state_dict` with BatchNorm `num_batches_tracked` counters made to fit `expected`:
+    dropped where the model's norm layer has none (frozen BN), filled with the model's
+    current value where the checkpoint's BN lacks one. Any other key is left alone."""
+    out = collections.OrderedDict()
+
+    def running_mean(key):
+        return key[: -len(_COUNTER)] + "running_mean"
+
+    for k, v in state_dict.items():
+        if not (k.endswith(_COUNTER) and k not in expected and running_mean(k) in expected):
+            out[k] = v
+    for k, v in expected.items():
+        if k.endswith(_COUNTER) and k not in out and running_mean(k) in out:
+            out[k] = v.clone()
+    return out
+
+
 def check_state_dict(model, state_dict, source="checkpoint"):
-    """Raise CheckpointError listing every missing, unexpected and mis-shaped key."""
+    """The state dict to load into `model` (BatchNorm counters reconciled, see
+    `_reconcile_counters`); raises CheckpointError listing every missing, unexpected and
+    mis-shaped key."""
     expected = model.state_dict()
+    state_dict = _reconcile_counters(expected, state_dict)
     missing = [k for k in expected if k not in state_dict]
     unexpected = [k for k in state_dict if k not in expected]
     misshaped = [
@@ -113,25 +195,28 @@ def check_state_dict(model, state_dict, source="checkpoint"):
                 parts.append(_listing(title, keys))
         parts.append("Check that the checkpoint was trained for this arch def.")
         raise CheckpointError("\n".join(parts))
+    return state_dict
 
 
 def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None, trusted=False):
     """Load an official-format checkpoint (path, URL or state dict) into `model`, strictly.
 
     A backbone (a model with `stages` but no `backbone`) takes the `backbone.` weights and
-    ignores the classifier head.
+    ignores the classifier head. `sha256` pins the file; `trusted` (or a pinned sha256)
+    allows a file that pickles Python objects besides tensors.
     """
-    source = checkpoint if isinstance(checkpoint, str) else "state dict"
     if isinstance(checkpoint, dict):
+        source = "state dict"
         state_dict = extract_state_dict(checkpoint)
     else:
+        source = os.fspath(checkpoint)
         state_dict = read_checkpoint_state_dict(
-            checkpoint, sha256=sha256, cache_dir=cache_dir, trusted=trusted
+            source, sha256=sha256, cache_dir=cache_dir, trusted=trusted
         )
     if not hasattr(model, "backbone") and hasattr(model, "stages"):
         state_dict = collections.OrderedDict(
-            (k[len("backbone."):], v) for k, v in state_dict.items() if k.startswith("backbone.")
+            (k[len("backbone.") :], v) for k, v in state_dict.items() if k.startswith("backbone.")
         )
-    check_state_dict(model, state_dict, source=source)
+    state_dict = check_state_dict(model, state_dict, source=source)
     model.load_state_dict(state_dict, strict=True)
     return model
