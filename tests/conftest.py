@@ -1,5 +1,7 @@
-"""Shared test setup: one torch thread, fixed seeds, and the reference data folder."""
+"""Shared test setup: one torch thread, fixed seeds, the reference data in tests/data, and
+(when the environment variable CI is set) a failing exit status for any skipped test."""
 
+import os
 import random
 from pathlib import Path
 
@@ -11,8 +13,8 @@ torch.set_num_threads(1)
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
-#: Reference data (read-only) lives beside the checkout, in ../shared.
-SHARED_DIR = (REPO_ROOT.parent / "shared").resolve()
+#: Facts the tests check, extracted from the official releases (see tests/data/README.md).
+DATA_DIR = TESTS_DIR / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -23,11 +25,9 @@ def _fixed_seed():
 
 
 @pytest.fixture(scope="session")
-def shared_dir():
-    """The reference data folder `../shared` beside the checkout (skips if it is absent)."""
-    if not (SHARED_DIR / "fbnetv2_archs.yaml").is_file():
-        pytest.skip(f"reference data folder {SHARED_DIR} (../shared beside the checkout) is absent")
-    return SHARED_DIR
+def data_dir():
+    """tests/data: the official facts the tests compare against (part of the checkout)."""
+    return DATA_DIR
 
 
 @pytest.fixture(scope="session")
@@ -37,26 +37,51 @@ def repo_root():
 
 @pytest.fixture
 def no_network(monkeypatch):
-    """Make any network connection (and iopath's downloader) fail loudly."""
+    """Make any network connection (and iopath's downloader) fail loudly. The fixture's value
+    is the list of attempts, so a test can also assert that none was made."""
     import socket
 
-    import iopath.common.file_io as file_io
+    import iopath.common.download as iopath_download
+
+    attempts = []
 
     def refuse(*args, **kwargs):
+        attempts.append(args)
         raise AssertionError("network access attempted during an offline test")
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(file_io, "download", refuse)
-    # The HTTP handler remembers URLs it resolved before; forget them for this test.
-    from mobile_cv_nas.io import path_manager
-
-    for handler in set(path_manager._path_handlers.values()):
-        if isinstance(handler, file_io.HTTPURLHandler):
-            monkeypatch.setattr(handler, "cache_map", {})
-    return refuse
+    monkeypatch.setattr(iopath_download, "download", refuse)
+    return attempts
 
 
 def pytest_report_header(config):
-    return f"torch {torch.__version__}, threads {torch.get_num_threads()}, shared: {SHARED_DIR}"
+    return f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+
+
+# Under CI a skipped test is a failure: a skip there means a check silently did not run.
+# The skips are read from the terminal reporter's tally (xfails are tallied apart), which sees
+# every test of the run, wherever it lives.
+_IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def _skipped_reports(config):
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    return reporter.stats.get("skipped", []) if reporter is not None else []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _IN_CI and exitstatus == pytest.ExitCode.OK and _skipped_reports(session.config):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    skipped = _skipped_reports(config)
+    if _IN_CI and skipped:
+        terminalreporter.section(
+            f"CI is set: {len(skipped)} skipped test(s) fail the run", red=True, bold=True
+        )
+        for report in skipped:
+            reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
+            terminalreporter.write_line(f"SKIPPED {report.nodeid}: {reason}")

@@ -1,7 +1,8 @@
 """Our modules carry the official names and shapes, so official checkpoints load unchanged.
 
-The reference is ../shared: the official state_dict listings of FBNetV2_F1/L1 and, for every
-published arch, the `resolved_blocks` of fbnetv2_archs.yaml (what the official builder makes).
+The reference is tests/data (see its README.md): the official state_dict listings of
+FBNetV2_F1/L1 and, for every published arch, the `resolved_blocks` of fbnetv2_archs.yaml (what
+the official builder makes) and the official state_dict entry count.
 """
 
 import pytest
@@ -24,26 +25,12 @@ ALL_ARCHS = [
     "fbnet_c",
 ]
 
-# checkpoint_layouts/README.md
-ENTRY_COUNTS = {
-    "FBNetV2_F0": 246,
-    "FBNetV2_F1": 288,
-    "FBNetV2_F2": 288,
-    "FBNetV2_F3": 288,
-    "FBNetV2_F4": 362,
-    "FBNetV2_L1": 486,
-    "FBNetV2_L2": 486,
-    "fbnet_a": 380,
-    "fbnet_b": 408,
-    "fbnet_c": 436,
-}
-
 BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
 @pytest.fixture(scope="module")
-def reference_archs(shared_dir):
-    with open(shared_dir / "fbnetv2_archs.yaml") as f:
+def reference_archs(data_dir):
+    with open(data_dir / "fbnetv2_archs.yaml") as f:
         return yaml.safe_load(f)["models"]
 
 
@@ -76,7 +63,9 @@ def conv_entries(prefix, d):
     if d["bias"]:
         out.append((f"{prefix}.conv.bias", [d["out"]]))
     if d["bn"]:
-        out += [(f"{prefix}.bn.{k}", [] if k == "num_batches_tracked" else [d["out"]]) for k in BN_KEYS]
+        out += [
+            (f"{prefix}.bn.{k}", [] if k == "num_batches_tracked" else [d["out"]]) for k in BN_KEYS
+        ]
     return out
 
 
@@ -121,34 +110,40 @@ def diff(ours, expected):
     ours_d, exp_d = dict(ours), dict(expected)
     lines = [f"missing {k} {v}" for k, v in expected if k not in ours_d]
     lines += [f"unexpected {k} {v}" for k, v in ours if k not in exp_d]
-    lines += [f"shape {k}: ours {ours_d[k]} vs {v}" for k, v in expected if k in ours_d and ours_d[k] != v]
+    lines += [
+        f"shape {k}: ours {ours_d[k]} vs {v}" for k, v in expected if k in ours_d and ours_d[k] != v
+    ]
     return "\n".join(lines[:30]) or "same entries, different order"
 
 
 @pytest.mark.parametrize("name", ["FBNetV2_F1", "FBNetV2_L1"])
-def test_state_dict_equals_official_listing(name, shared_dir):
-    expected = read_listing(shared_dir / "checkpoint_layouts" / f"{name}.txt")
+def test_state_dict_equals_official_listing(name, data_dir):
+    """Every key and shape of the official checkpoint, in order (so strict loading works)."""
+    expected = read_listing(data_dir / "checkpoint_layouts" / f"{name}.txt")
     ours = layout(zoo_model(name))
     assert ours == expected, diff(ours, expected)
 
 
 @pytest.mark.parametrize("name", ["FBNetV2_F1", "FBNetV2_L1"])
-def test_reference_derivation_reproduces_listing(name, shared_dir, reference_archs):
-    # Guards the derivation used below: it must give exactly the official listing.
-    expected = read_listing(shared_dir / "checkpoint_layouts" / f"{name}.txt")
+def test_reference_derivation_reproduces_listing(name, data_dir, reference_archs):
+    """Guards the derivation used below: it must give exactly the official listing."""
+    expected = read_listing(data_dir / "checkpoint_layouts" / f"{name}.txt")
     assert expected_layout(reference_archs[name]) == expected
+    assert len(expected) == reference_archs[name]["state_dict_entries"]
 
 
 @pytest.mark.parametrize("name", ALL_ARCHS)
 def test_state_dict_matches_resolved_blocks(name, reference_archs):
+    """The state_dict the official builder makes for each published arch, entry for entry."""
     assert name in reference_archs
     expected = expected_layout(reference_archs[name])
     ours = layout(zoo_model(name))
     assert ours == expected, diff(ours, expected)
-    assert len(ours) == ENTRY_COUNTS[name]
+    assert len(ours) == reference_archs[name]["state_dict_entries"]
 
 
 def test_reference_lists_exactly_our_archs(reference_archs):
+    """Every published arch is in the zoo, and these tests cover all of them."""
     assert sorted(reference_archs) == sorted(ALL_ARCHS)
     assert set(ALL_ARCHS) <= set(model_zoo.list_models())
 
@@ -197,7 +192,7 @@ def test_block_structure_matches_resolved_blocks(name, reference_archs):
         elif kind == "IRFBlock":
             for part in ("pw", "dw", "pwl"):
                 if block[part] is None:
-                    assert module.pw is None, where
+                    assert getattr(module, part) is None, f"{where}.{part}"
                 else:
                     _check_conv(getattr(module, part), block[part], f"{where}.{part}")
             assert module.use_residual == block["residual"], where
@@ -214,12 +209,15 @@ def test_block_structure_matches_resolved_blocks(name, reference_archs):
             _check_conv(module.pw, block["pw"], f"{where}.pw")
             _check_conv(module.pwl, block["pwl"], f"{where}.pwl")
             assert isinstance(module.dw, nn.AdaptiveAvgPool2d), where
-    head = zoo_model(name).head.conv
-    assert head.kernel_size == (1, 1) and head.bias is not None
+    head, ref_head = zoo_model(name).head.conv, ref["head"]["conv1x1"]
+    assert isinstance(head, nn.Conv2d) and head.kernel_size == (1, 1)
+    assert (head.in_channels, head.out_channels) == (ref_head["in"], ref_head["out"])
+    assert (head.bias is not None) == ref_head["bias"]
 
 
 @pytest.mark.parametrize("name", ALL_ARCHS)
 def test_input_size_matches_reference(name, reference_archs):
+    """The arch def and the catalog use the official crop resolution."""
     assert model_zoo.get_arch_def(name).input_size == reference_archs[name]["input_size"]
     assert model_zoo.get_model_info(name)["resolution"] == reference_archs[name]["input_size"]
 
@@ -228,18 +226,13 @@ def test_input_size_matches_reference(name, reference_archs):
 def test_zero_last_bn_gamma_init(name, reference_archs):
     """`zero_last_bn_gamma` zeroes the pwl BN gamma only in residual blocks, as officially."""
     ref = reference_archs[name]
-    zero_flag = {
-        (s, b): row["flags"].get("zero_last_bn_gamma", False)
-        for s, stage in enumerate(ref["stages"])
-        for b, row in enumerate(stage["blocks"])
-    }
+    flagged = set(ref["zero_last_bn_gamma"])  # blocks whose arch-def row sets the flag
     stages = zoo_model(name).backbone.stages
     for block in ref["resolved_blocks"]:
         if block["type"] != "IRFBlock":
             continue
-        s, b = (int(i) for i in block["id"][3:].split("_"))
         gamma = getattr(stages, block["id"]).pwl.bn.weight
-        if zero_flag[(s, b)] and block["residual"]:
+        if block["id"] in flagged and block["residual"]:
             assert gamma.abs().sum() == 0, block["id"]
         else:
             assert (gamma == 1).all(), block["id"]
