@@ -15,10 +15,24 @@ import numpy as np
 import torch
 import torch.nn as nn
 from fvcore.nn import FlopCountAnalysis
-from fvcore.nn.jit_handles import get_shape
+from fvcore.nn.jit_analysis import JitModelAnalysis
+from fvcore.nn.jit_handles import (
+    addmm_flop_jit,
+    bmm_flop_jit,
+    conv_flop_jit,
+    get_shape,
+    linear_flop_jit,
+    matmul_flop_jit,
+)
 
-#: fvcore default handles kept under the published convention (multiply-adds).
-_COUNTED_OPS = ("aten::_convolution", "aten::linear", "aten::addmm", "aten::matmul", "aten::bmm")
+#: fvcore's multiply-add handles, the ones the published convention counts.
+_COUNTED_OPS = {
+    "aten::_convolution": conv_flop_jit,
+    "aten::linear": linear_flop_jit,
+    "aten::addmm": addmm_flop_jit,
+    "aten::matmul": matmul_flop_jit,
+    "aten::bmm": bmm_flop_jit,
+}
 #: Ops deliberately not counted (listed so fvcore does not warn about them).
 _IGNORED_OPS = (
     "aten::batch_norm",
@@ -47,14 +61,16 @@ def global_pool_input_elements(inputs, outputs):
     return int(np.prod(get_shape(inputs[0])))
 
 
-class PublishedFlopCountAnalysis(FlopCountAnalysis):
-    """fvcore FlopCountAnalysis counting exactly what the published figures count."""
+class PublishedFlopCountAnalysis(JitModelAnalysis):
+    """An fvcore analysis counting exactly what the published figures count."""
 
     def __init__(self, model, inputs):
         super().__init__(model, inputs)
-        self._op_handles = {k: v for k, v in self._op_handles.items() if k in _COUNTED_OPS}
-        self._op_handles["aten::adaptive_avg_pool2d"] = global_pool_input_elements
-        self._op_handles["aten::mean"] = global_pool_input_elements
+        self.set_op_handle(**_COUNTED_OPS)
+        self.set_op_handle(
+            **{"aten::adaptive_avg_pool2d": global_pool_input_elements},
+            **{"aten::mean": global_pool_input_elements},
+        )
         self.set_op_handle(**{op: None for op in _IGNORED_OPS})
         self.unsupported_ops_warnings(False)
         self.uncalled_modules_warnings(False)
@@ -83,6 +99,20 @@ class CostReport:
         return self.params / 1e6
 
 
+def input_channels(model):
+    """The image channels `model` takes: its `in_channels`, else its first conv's."""
+    channels = getattr(model, "in_channels", None)
+    if channels is None:
+        first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+        if first_conv is None:
+            raise ValueError(
+                f"Cannot tell how many input channels a {type(model).__name__} takes; pass an "
+                f"example input tensor as input_size."
+            )
+        channels = first_conv.in_channels
+    return channels
+
+
 def _example_input(model, input_size):
     if isinstance(input_size, torch.Tensor):
         return input_size
@@ -90,13 +120,14 @@ def _example_input(model, input_size):
         input_size = model.arch_def.input_size
     size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
     param = next(model.parameters())
-    return torch.zeros(1, 3, *size, dtype=param.dtype, device=param.device)
+    return torch.zeros(1, input_channels(model), *size, dtype=param.dtype, device=param.device)
 
 
 def count_flops(model, input_size=None):
     """FLOPs/params of `model` for one image of `input_size` (int, (h, w) or a tensor).
 
-    `input_size` defaults to the model's arch-def resolution.
+    `input_size` defaults to the model's arch-def resolution; the image has the model's input
+    channels (`model.in_channels`, e.g. 1 for a grayscale model).
     """
     x = _example_input(model, input_size)
     was_training = model.training

@@ -96,12 +96,6 @@ def test_export_backbone_out_features_matches_eager(backbone):
     assert_same_features(exported(x), eager)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="FBNetBackbone.forward leaves its loop over the stages with `break`, which TorchScript "
-    "rejects (it unrolls loops over module containers); remove this mark once it scripts",
-)
 @torch.no_grad()
 def test_script_backbone_out_features_matches_eager(backbone):
     """The scripted feature backbone returns eager's dict of stage outputs."""

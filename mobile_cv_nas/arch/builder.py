@@ -5,43 +5,69 @@ load unchanged. The backbone can also return per-stage features for detection.
 """
 
 import collections
+import dataclasses
 
 import torch.nn as nn
 
 from ..blocks import BLOCK_REGISTRY
-from .schema import parse_arch_def
+from .schema import check_num_classes, parse_arch_def
 
 
-def _block_kwargs(arch, block):
-    """Keyword arguments for one block: defaults it accepts, then the row's own options."""
-    accepted = BLOCK_REGISTRY.accepted_options(block.op)
-    takes = (lambda k: True) if accepted is None else (lambda k: k in accepted)
-    kwargs = {"stride": block.stride}
-    if takes("width_divisor"):
-        kwargs["width_divisor"] = arch.width_divisor
+def block_kwargs(arch, block, norm=None):
+    """Keyword arguments for one block's builder: the arch's width divisor and block defaults,
+    then the row's own fields and options, and `norm` when given; only those the op takes."""
+    options = {"stride": block.stride, "width_divisor": arch.width_divisor}
     if block.expansion is not None:
-        kwargs["expansion"] = block.expansion
-    kwargs.update({k: v for k, v in arch.block_defaults.items() if takes(k)})
-    kwargs.update(block.options)
-    return kwargs
+        options["expansion"] = block.expansion
+    options.update(arch.block_defaults)
+    options.update(block.options)
+    if norm is not None:
+        options["norm"] = norm
+    return BLOCK_REGISTRY.select_options(block.op, options)
+
+
+def check_out_features(out_features, available):
+    """None, or a list of known feature names; a bare string is the usual slip."""
+    if out_features is None:
+        return None
+    if isinstance(out_features, str):
+        raise TypeError(
+            f"out_features must be a list of feature names, got the string {out_features!r}; "
+            f"write [{out_features!r}]."
+        )
+    out_features = list(out_features)
+    if not out_features:
+        raise ValueError(f"out_features is empty; name at least one of {list(available)}.")
+    unknown = [f for f in out_features if f not in available]
+    if unknown:
+        raise ValueError(f"Unknown out_features {unknown}; this backbone has {list(available)}.")
+    return out_features
 
 
 class FBNetBackbone(nn.Module):
     """All blocks in one flat `stages` Sequential; optionally returns per-stage features.
 
-    Feature `stage<i>` is the output of the last block of stage i.
+    Feature `stage<i>` is the output of the last block of stage i. `in_channels` (default: the
+    arch def's) is the number of input image channels; `norm` (a name or callable, see
+    `mobile_cv_nas.layers.norm`) replaces every block's norm.
     """
 
-    def __init__(self, arch_def, in_channels=3, out_features=None):
+    __constants__ = ["out_features"]  # TorchScript: one return type per backbone
+
+    def __init__(self, arch_def, in_channels=None, out_features=None, norm=None):
         super().__init__()
         arch = parse_arch_def(arch_def)
+        if in_channels is not None and in_channels != arch.in_channels:
+            arch = dataclasses.replace(arch, in_channels=in_channels)
         self.arch_def = arch
+        self.in_channels = arch.in_channels
         blocks = collections.OrderedDict()
-        channels, stride = in_channels, 1
+        channels, stride = arch.in_channels, 1
         self.feature_channels, self.feature_strides = {}, {}
         self._stage_ends = {}
         for block in arch.blocks():
-            module = BLOCK_REGISTRY.get(block.op)(channels, block.out_channels, **_block_kwargs(arch, block))
+            builder = BLOCK_REGISTRY.get(block.op)
+            module = builder(channels, block.out_channels, **block_kwargs(arch, block, norm))
             blocks[block.name] = module
             channels = block.out_channels
             stride *= block.stride
@@ -51,58 +77,69 @@ class FBNetBackbone(nn.Module):
             self.feature_strides[feature] = stride
         self.stages = nn.Sequential(blocks)
         self.out_channels = channels
-        if out_features is not None:
-            unknown = [f for f in out_features if f not in self._stage_ends]
-            if unknown:
-                raise ValueError(
-                    f"Unknown out_features {unknown}; this backbone has {list(self._stage_ends)}."
-                )
-        self.out_features = list(out_features) if out_features is not None else None
+        self.out_features = check_out_features(out_features, self._stage_ends)
+        # per block, the feature it ends ("" if none wanted), and how many blocks must run
+        wanted = {self._stage_ends[f]: f for f in self.out_features or []}
+        self._feature_of_block = [wanted.get(name, "") for name in blocks]
+        ends = [i for i, name in enumerate(blocks) if name in wanted]
+        self._blocks_to_run = ends[-1] + 1 if ends else len(blocks)
 
     def forward(self, x):
         if self.out_features is None:
             return self.stages(x)
-        wanted = {self._stage_ends[f]: f for f in self.out_features}
         outputs = {}
-        for name, block in self.stages.named_children():
-            x = block(x)
-            if name in wanted:
-                outputs[wanted[name]] = x
-                if len(outputs) == len(wanted):
-                    break
+        for i, block in enumerate(self.stages):
+            if i < self._blocks_to_run:  # no `break`: TorchScript unrolls this loop
+                x = block(x)
+                if self._feature_of_block[i] != "":
+                    outputs[self._feature_of_block[i]] = x
         return outputs
 
 
 class ClassifierHead(nn.Module):
-    """Global average pool + 1x1 conv with bias (a conv, as officially), then flatten."""
+    """Global average pool + 1x1 conv with bias (a conv, as officially), then flatten.
+
+    With `num_classes=0` there is no conv: the head returns the pooled features (N, C), as
+    timm's `num_classes=0` does.
+    """
 
     def __init__(self, in_channels, num_classes):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.conv = nn.Conv2d(in_channels, num_classes, 1, bias=True)
+        self.conv = nn.Conv2d(in_channels, num_classes, 1, bias=True) if num_classes else None
 
     def forward(self, x):
-        return self.conv(self.avg_pool(x)).flatten(1)
+        x = self.avg_pool(x)
+        if self.conv is not None:
+            x = self.conv(x)
+        return x.flatten(1)
 
 
 class FBNetClassifier(nn.Module):
-    def __init__(self, arch_def, num_classes=None, in_channels=3):
+    def __init__(self, arch_def, num_classes=None, in_channels=None, norm=None):
         super().__init__()
-        self.backbone = FBNetBackbone(arch_def, in_channels=in_channels)
+        self.backbone = FBNetBackbone(arch_def, in_channels=in_channels, norm=norm)
         self.arch_def = self.backbone.arch_def
+        self.in_channels = self.backbone.in_channels
         if num_classes is None:
             num_classes = self.arch_def.num_classes
+        check_num_classes(num_classes, "num_classes")
+        self.num_classes = num_classes
         self.head = ClassifierHead(self.backbone.out_channels, num_classes)
 
     def forward(self, x):
         return self.head(self.backbone(x))
 
 
-def build_model(arch_def, num_classes=None, in_channels=3):
-    """Classification model (backbone + head) from an arch def (mapping, ArchDef)."""
-    return FBNetClassifier(arch_def, num_classes=num_classes, in_channels=in_channels)
+def build_model(arch_def, num_classes=None, in_channels=None, norm=None):
+    """Classification model (backbone + head) from an arch def (mapping, ArchDef).
+
+    `num_classes` (default: the arch def's; 0: pooled features), `in_channels` (default: the
+    arch def's) and `norm` (default: each block's, "bn") override the arch def.
+    """
+    return FBNetClassifier(arch_def, num_classes=num_classes, in_channels=in_channels, norm=norm)
 
 
-def build_backbone(arch_def, out_features=None, in_channels=3):
+def build_backbone(arch_def, out_features=None, in_channels=None, norm=None):
     """Backbone alone; with `out_features` (e.g. ["stage2", "stage4"]) it returns a dict."""
-    return FBNetBackbone(arch_def, in_channels=in_channels, out_features=out_features)
+    return FBNetBackbone(arch_def, in_channels=in_channels, out_features=out_features, norm=norm)

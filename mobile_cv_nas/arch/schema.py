@@ -4,8 +4,9 @@ An arch def is a mapping (YAML or dict):
 
     name: FBNetV2_F1            # optional
     input_size: 128             # training/eval crop; positive int
+    in_channels: 3              # channels of the input images (default 3)
     width_divisor: 8            # rounding of mid/SE widths (default 1)
-    num_classes: 1000           # classifier outputs (default 1000)
+    num_classes: 1000           # classifier outputs (default 1000; 0 = pooled features)
     block_defaults: {zero_last_bn_gamma: true}   # options given to every block that takes them
     stages:                     # list of stages; each stage is a list of block rows
       - - {op: conv_k3_hs, out_channels: 8, stride: 2}
@@ -14,22 +15,39 @@ An arch def is a mapping (YAML or dict):
 
 A block row needs `op` (a name in BLOCK_REGISTRY) and `out_channels`; `stride` (default 1),
 `repeat` (default 1; copies after the first use stride 1) and `expansion` are optional; any
-other key is an option of that op's builder (e.g. `bias`, `pwl_groups`, `mid_channels`).
-Errors name the stage, block and field at fault.
+other key is an option of that op's builder (e.g. `bias`, `pwl_groups`, `mid_channels`,
+`norm`). A `block_defaults` key must be an option of at least one op of the arch (a typo would
+otherwise be ignored everywhere). Errors name the stage, block and field at fault.
 """
 
 import copy
 import dataclasses
+import difflib
 from typing import Any, Dict, List, Optional
 
 import yaml
 
 from ..blocks import BLOCK_REGISTRY
 from ..io import load_yaml
-from ..validation import check_positive_int, error_location
+from ..layers import norm_name
+from ..validation import check_positive_int, error_location, is_int
 
-_TOP_FIELDS = {"name", "input_size", "width_divisor", "num_classes", "block_defaults", "stages"}
+_TOP_FIELDS = {
+    "name",
+    "input_size",
+    "in_channels",
+    "width_divisor",
+    "num_classes",
+    "block_defaults",
+    "stages",
+}
 _ROW_FIELDS = {"op", "out_channels", "stride", "repeat", "expansion"}
+
+
+def block_name(stage, index):
+    """`xif<stage>_<index>`: the official module name of block `index` of stage `stage`, used by
+    plain models, search spaces and the supernet alike."""
+    return f"xif{stage}_{index}"
 
 
 class ArchDefError(ValueError):
@@ -50,7 +68,7 @@ class BlockDef:
 
     @property
     def name(self):
-        return f"xif{self.stage}_{self.index}"
+        return block_name(self.stage, self.index)
 
 
 @dataclasses.dataclass
@@ -58,6 +76,7 @@ class ArchDef:
     stages: List[List[Dict[str, Any]]]
     name: Optional[str] = None
     input_size: int = 224
+    in_channels: int = 3
     width_divisor: int = 1
     num_classes: int = 1000
     block_defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -86,11 +105,10 @@ class ArchDef:
 
     def to_dict(self):
         d = {"name": self.name} if self.name else {}
-        d.update(
-            input_size=self.input_size,
-            width_divisor=self.width_divisor,
-            num_classes=self.num_classes,
-        )
+        d["input_size"] = self.input_size
+        if self.in_channels != 3:
+            d["in_channels"] = self.in_channels
+        d.update(width_divisor=self.width_divisor, num_classes=self.num_classes)
         if self.block_defaults:
             d["block_defaults"] = copy.deepcopy(self.block_defaults)
         d["stages"] = copy.deepcopy(self.stages)
@@ -98,6 +116,16 @@ class ArchDef:
 
     def to_yaml(self):
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+
+def check_num_classes(value, where, error=ValueError):
+    """num_classes is an int >= 0; 0 means "no classifier: return pooled features" (timm's
+    convention)."""
+    if not is_int(value) or value < 0:
+        raise error(
+            f"{where}: must be an integer >= 0 (0 = no classifier, the model returns pooled "
+            f"features), got {value!r}."
+        )
 
 
 def _where(arch_name, stage=None, block=None, field=None):
@@ -143,9 +171,46 @@ def _check_row(row, name, s, b):
                 f"{_where(name, s, b, key)}: op {op!r} takes no option {key!r}; "
                 f"it takes {sorted(accepted - {'stride', 'expansion'})}."
             )
-    if "expansion" in row and expansion is not None and accepted is not None:
-        if "expansion" not in accepted:
-            raise ArchDefError(f"{_where(name, s, b, 'expansion')}: op {op!r} has no expansion.")
+    if expansion is not None and not BLOCK_REGISTRY.takes_option(op, "expansion"):
+        raise ArchDefError(f"{_where(name, s, b, 'expansion')}: op {op!r} has no expansion.")
+    if "norm" in row:
+        _check_norm(row["norm"], _where(name, s, b, "norm"))
+
+
+def _check_norm(value, where):
+    if callable(value) and not isinstance(value, str):
+        return
+    try:
+        norm_name(value)
+    except (TypeError, ValueError) as e:
+        raise ArchDefError(f"{where}: {e}") from None
+
+
+#: Row fields that describe one block's place, not an option every block may share.
+_NOT_DEFAULTS = {"op", "out_channels", "stride", "repeat", "in_channels"}
+
+
+def _check_block_defaults(defaults, stages, name):
+    where = _where(name, field="block_defaults")
+    if not isinstance(defaults, dict):
+        raise ArchDefError(f"{where}: must be a mapping of block options, got {defaults!r}.")
+    ops = sorted({row["op"] for stage in stages for row in stage})
+    takers = [BLOCK_REGISTRY.accepted_options(op) for op in ops]
+    known = None if any(t is None for t in takers) else set().union(*takers)
+    for key in defaults:
+        if key in _NOT_DEFAULTS:
+            raise ArchDefError(
+                f"{where}: {key!r} belongs in each block row, not in block_defaults."
+            )
+        if known is not None and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ArchDefError(
+                f"{where}: {key!r} is an option of no op of this arch ({', '.join(ops)}), so it "
+                f"would be ignored.{hint} Options they take: {', '.join(sorted(known))}."
+            )
+    if "norm" in defaults:
+        _check_norm(defaults["norm"], f"{where}, key 'norm'")
 
 
 def parse_arch_def(data, name=None):
@@ -173,15 +238,18 @@ def parse_arch_def(data, name=None):
             )
         for b, row in enumerate(stage):
             _check_row(row, name, s, b)
-    for field, default in (("input_size", 224), ("width_divisor", 1), ("num_classes", 1000)):
+    for field, default in (("input_size", 224), ("in_channels", 3), ("width_divisor", 1)):
         _check_positive_int(data.get(field, default), _where(name, field=field))
-    defaults = data.get("block_defaults", {}) or {}
-    if not isinstance(defaults, dict):
-        raise ArchDefError(f"{_where(name, field='block_defaults')}: must be a mapping.")
+    num_classes = data.get("num_classes", 1000)
+    check_num_classes(num_classes, _where(name, field="num_classes"), ArchDefError)
+    defaults = data.get("block_defaults", {})
+    defaults = {} if defaults is None else defaults
+    _check_block_defaults(defaults, stages, name)
     return ArchDef(
         stages=copy.deepcopy(stages),
         name=name,
         input_size=data.get("input_size", 224),
+        in_channels=data.get("in_channels", 3),
         width_divisor=data.get("width_divisor", 1),
         num_classes=data.get("num_classes", 1000),
         block_defaults=copy.deepcopy(defaults),

@@ -45,6 +45,7 @@ class InvertedResidual(nn.Module):
         zero_last_bn_gamma=False,
         force_pw=False,
         residual=None,
+        norm="bn",
         bn_eps=1e-5,
     ):
         super().__init__()
@@ -60,7 +61,14 @@ class InvertedResidual(nn.Module):
         self.stride, self.kernel_size = stride, kernel_size
         if mid_channels != in_channels or force_pw:
             self.pw = ConvBNAct(
-                in_channels, mid_channels, 1, groups=pw_groups, bias=bias, act=act, bn_eps=bn_eps
+                in_channels,
+                mid_channels,
+                1,
+                groups=pw_groups,
+                bias=bias,
+                act=act,
+                norm=norm,
+                bn_eps=bn_eps,
             )
         else:
             self.pw = None
@@ -73,6 +81,7 @@ class InvertedResidual(nn.Module):
             groups=mid_channels,
             bias=bias,
             act=act,
+            norm=norm,
             bn_eps=bn_eps,
         )
         if se:
@@ -82,7 +91,14 @@ class InvertedResidual(nn.Module):
         else:
             self.se = None
         self.pwl = ConvBNAct(
-            mid_channels, out_channels, 1, groups=pwl_groups, bias=bias, act=None, bn_eps=bn_eps
+            mid_channels,
+            out_channels,
+            1,
+            groups=pwl_groups,
+            bias=bias,
+            act=None,
+            norm=norm,
+            bn_eps=bn_eps,
         )
         can_add = in_channels == out_channels and stride == 1
         if residual and not can_add:
@@ -91,7 +107,7 @@ class InvertedResidual(nn.Module):
                 f"{out_channels}, stride {stride}."
             )
         self.use_residual = can_add if residual is None else bool(residual)
-        if zero_last_bn_gamma and self.use_residual:
+        if zero_last_bn_gamma and self.use_residual and hasattr(self.pwl, "bn"):
             nn.init.zeros_(self.pwl.bn.weight)
 
     def forward(self, x):

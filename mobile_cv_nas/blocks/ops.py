@@ -15,11 +15,25 @@ from .skip import Skip
 
 
 def conv_block(
-    in_channels, out_channels, stride=1, kernel_size=3, act="relu", bias=True, bn_eps=1e-5
+    in_channels,
+    out_channels,
+    stride=1,
+    kernel_size=3,
+    act="relu",
+    bias=True,
+    norm="bn",
+    bn_eps=1e-5,
 ):
-    """Plain conv + BN + act; the conv keeps a bias, as the official stem does."""
+    """Plain conv + norm + act; the conv keeps a bias, as the official stem does."""
     return ConvBNAct(
-        in_channels, out_channels, kernel_size, stride=stride, bias=bias, act=act, bn_eps=bn_eps
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=stride,
+        bias=bias,
+        act=act,
+        norm=norm,
+        bn_eps=bn_eps,
     )
 
 
@@ -30,10 +44,13 @@ def skip_block(
     expansion=None,
     width_divisor=1,
     projection=None,
+    norm="bn",
     bn_eps=1e-5,
 ):
     """`skip` ignores expansion and width rounding, as the official builder does."""
-    return Skip(in_channels, out_channels, stride=stride, projection=projection, bn_eps=bn_eps)
+    return Skip(
+        in_channels, out_channels, stride=stride, projection=projection, norm=norm, bn_eps=bn_eps
+    )
 
 
 def _register_builtin_ops():
@@ -41,7 +58,7 @@ def _register_builtin_ops():
     for k in (1, 3, 5):
         reg.register_variant(f"conv_k{k}", conv_block, kernel_size=k, act="relu")
         reg.register_variant(f"conv_k{k}_hs", conv_block, kernel_size=k, act="hswish")
-    reg.register_variant("skip", skip_block)
+    reg.register_variant("skip", skip_block, expansion_free=True)
     for k in (3, 5, 7):
         for act_suffix, act in (("", "relu"), ("_hs", "hswish")):
             ir = dict(kernel_size=k, act=act)

@@ -17,6 +17,7 @@ class InvertedPool(nn.Module):
         act="hswish",
         width_divisor=1,
         mid_channels=None,
+        norm="bn",
         bn_eps=1e-5,
     ):
         super().__init__()
@@ -28,9 +29,9 @@ class InvertedPool(nn.Module):
             out_channels,
         )
         self.stride = stride
-        self.pw = ConvBNAct(in_channels, mid_channels, 1, act=act, bn_eps=bn_eps)
+        self.pw = ConvBNAct(in_channels, mid_channels, 1, act=act, norm=norm, bn_eps=bn_eps)
         self.dw = nn.AdaptiveAvgPool2d(1)
-        self.pwl = ConvBNAct(mid_channels, out_channels, 1, bn=False, act=act)
+        self.pwl = ConvBNAct(mid_channels, out_channels, 1, norm=None, act=act)
 
     def forward(self, x):
         return self.pwl(self.dw(self.pw(x)))

@@ -17,12 +17,22 @@ from fvcore.common.registry import Registry
 class BlockRegistry(Registry):
     """fvcore's Registry plus named variants of one builder and option introspection."""
 
-    def register_variant(self, name, builder, **fixed):
-        """Register `builder` with some keyword arguments fixed, under `name`."""
+    def __init__(self, name):
+        super().__init__(name)
+        self._expansion_free = set()
+
+    def register_variant(self, name, builder, expansion_free=False, **fixed):
+        """Register `builder` with some keyword arguments fixed, under `name`.
+
+        `expansion_free`: the builder takes an `expansion` (arch defs pass one) but ignores it,
+        so it is not an option of the op (see `uses_expansion`).
+        """
         variant = functools.partial(builder, **fixed)
         variant.__name__ = name
         variant.__doc__ = builder.__doc__
         self._do_register(name, variant)
+        if expansion_free:
+            self._expansion_free.add(name)
         return variant
 
     def names(self):
@@ -46,6 +56,21 @@ class BlockRegistry(Registry):
         if param is None or param.default is inspect.Parameter.empty:
             return None
         return param.default
+
+    def takes_option(self, name, option):
+        accepted = self.accepted_options(name)
+        return accepted is None or option in accepted
+
+    def select_options(self, name, options):
+        """The subset of `options` (a mapping) that the builder of `name` takes: every one for a
+        builder with **kwargs. The one place where block options are filtered."""
+        accepted = self.accepted_options(name)
+        return {k: v for k, v in options.items() if accepted is None or k in accepted}
+
+    def uses_expansion(self, name):
+        """Whether op `name` has an expansion (mid) width: its builder takes `expansion` and does
+        not ignore it (plain convs take none; `skip` takes one and ignores it)."""
+        return name not in self._expansion_free and self.takes_option(name, "expansion")
 
     def accepted_options(self, name):
         """Keyword options the builder of `name` accepts (None = any, it takes **kwargs)."""

@@ -12,7 +12,9 @@ class Skip(nn.Module):
     keeps it even when the shapes match (a search result whose supernet had one).
     """
 
-    def __init__(self, in_channels, out_channels, stride=1, projection=None, bn_eps=1e-5):
+    def __init__(
+        self, in_channels, out_channels, stride=1, projection=None, norm="bn", bn_eps=1e-5
+    ):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, out_channels, stride
         if projection is None:
@@ -20,7 +22,9 @@ class Skip(nn.Module):
         elif not projection and (in_channels != out_channels or stride != 1):
             raise ValueError("projection=False needs in == out channels and stride 1.")
         if projection:
-            self.conv = ConvBNAct(in_channels, out_channels, 1, stride=stride, act="relu", bn_eps=bn_eps)
+            self.conv = ConvBNAct(
+                in_channels, out_channels, 1, stride=stride, act="relu", norm=norm, bn_eps=bn_eps
+            )
         else:
             self.conv = None
 

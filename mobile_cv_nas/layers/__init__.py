@@ -2,6 +2,7 @@
 
 from .activations import HSigmoid, HSwish, build_activation
 from .conv_bn_act import ConvBNAct
+from .norm import build_norm, norm_name
 from .squeeze_excite import SqueezeExcite
 from .shuffle import ChannelShuffle
 from .rounding import make_divisible
@@ -11,6 +12,8 @@ __all__ = [
     "HSwish",
     "build_activation",
     "ConvBNAct",
+    "build_norm",
+    "norm_name",
     "SqueezeExcite",
     "ChannelShuffle",
     "make_divisible",

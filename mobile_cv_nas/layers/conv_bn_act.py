@@ -1,14 +1,17 @@
-"""Conv + optional BatchNorm + optional activation, with the official child names."""
+"""Conv + optional norm + optional activation, with the official child names."""
 
 import torch.nn as nn
 
 from .activations import build_activation
+from .norm import build_norm
 
 
 class ConvBNAct(nn.Sequential):
-    """`conv`, `bn` (optional) and `relu` (the activation, whatever it is) children.
+    """`conv`, `bn` (the norm, optional, whatever it is) and `relu` (the activation, whatever
+    it is) children.
 
     The child names match the official checkpoints (`<...>.conv.weight`, `<...>.bn.*`).
+    `norm` is a name or callable (see `layers.norm`); None leaves the norm out.
     """
 
     def __init__(
@@ -19,7 +22,7 @@ class ConvBNAct(nn.Sequential):
         stride=1,
         groups=1,
         bias=False,
-        bn=True,
+        norm="bn",
         act="relu",
         bn_eps=1e-5,
     ):
@@ -36,8 +39,9 @@ class ConvBNAct(nn.Sequential):
                 bias=bias,
             ),
         )
-        if bn:
-            self.add_module("bn", nn.BatchNorm2d(out_channels, eps=bn_eps))
+        norm_layer = build_norm(norm, out_channels, eps=bn_eps)
+        if norm_layer is not None:
+            self.add_module("bn", norm_layer)
         activation = build_activation(act)
         if activation is not None:
             self.add_module("relu", activation)

@@ -17,7 +17,7 @@ class SqueezeExcite(nn.Module):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
         self.se = nn.Sequential(
-            ConvBNAct(channels, mid_channels, 1, bias=True, bn=False, act=inner_act),
+            ConvBNAct(channels, mid_channels, 1, bias=True, norm=None, act=inner_act),
             nn.Conv2d(mid_channels, channels, 1, bias=True),
             HSigmoid(),
         )
