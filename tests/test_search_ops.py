@@ -12,12 +12,13 @@ from mobile_cv_nas.layers import ConvBNAct
 from mobile_cv_nas.search import (
     ChannelChoice,
     Decision,
+    ExpandedChannels,
     GumbelSampler,
     MaskedChannel,
     ResolutionSampler,
-    SEARCH_OP_REGISTRY,
     TemperatureSchedule,
-    channel_options,
+    range_options,
+    same_width_probability,
 )
 from mobile_cv_nas.search.resolution_sampler import scatter_positions, subsample_indices
 
@@ -37,8 +38,20 @@ def test_temperature_schedule_is_the_papers():
     assert schedule(1) == pytest.approx(5.0 * math.exp(-0.045))
     assert schedule(10) == pytest.approx(5.0 * math.exp(-0.45))
     assert TemperatureSchedule(tau0=2.0, decay=0.5)(3) == pytest.approx(0.25)
-    with pytest.raises(ValueError):
-        TemperatureSchedule(tau0=0)
+    assert TemperatureSchedule(min_tau=0.1)(10_000) == 0.1  # never reaches 0
+
+
+@pytest.mark.parametrize("tau", [0, -1.0, float("nan"), float("inf")])
+def test_temperature_must_be_positive(tau):
+    with pytest.raises(ValueError, match="temperature") as err:
+        GumbelSampler(tau=tau)
+    assert "> 0" in str(err.value) or "finite" in str(err.value)
+    sampler = GumbelSampler()
+    with pytest.raises(ValueError, match="temperature"):
+        sampler.tau = tau
+    assert sampler.tau == 5.0  # a refused value leaves the sampler as it was
+    with pytest.raises(ValueError, match="tau0"):
+        TemperatureSchedule(tau0=tau)
 
 
 def test_gumbel_sampling_is_seeded_and_reproducible():
@@ -80,9 +93,12 @@ def test_evaluation_modes_switch_sampling_off():
 
 # ---------------- channel masking ----------------
 def test_channel_options_from_low_high_step():
-    assert channel_options((16, 28, 4)) == [16, 20, 24, 28]
-    assert channel_options((12, 16, 4)) == [12, 16]
-    assert channel_options(8) == [8]
+    assert range_options((16, 28, 4), "channels", "int") == [16, 20, 24, 28]
+    assert range_options((12, 16, 4), "channels", "int") == [12, 16]
+    assert range_options(8, "channels", "int") == [8]
+    assert range_options((0.75, 4.5, 0.75), "expansion", "number") == [
+        0.75, 1.5, 2.25, 3.0, 3.75, 4.5
+    ]
 
 
 def test_effective_channels_example_from_the_paper():
@@ -121,12 +137,11 @@ def test_eq1_with_shared_weights_equals_eq3(act):
         assert (relu_layer(x) - F.relu(eq1)).abs().max().item() <= 1e-6
 
 
-def test_masked_channel_keeps_plain_state_dict_keys_and_is_registered():
+def test_masked_channel_keeps_plain_state_dict_keys():
     layer = ConvBNAct(3, 8, 3, act="hswish")
     keys = list(layer.state_dict())
     masked = MaskedChannel(layer, ChannelChoice([4, 8]))
     assert list(masked.state_dict()) == keys
-    assert "MaskedChannel" in SEARCH_OP_REGISTRY and "ResolutionSampler" in SEARCH_OP_REGISTRY
 
 
 def test_masked_batchnorm_survives_training_mode():
@@ -252,3 +267,175 @@ def test_resolution_sampler_pooling_denominator_counts_real_pixels():
     small = conv(x[:, :, subsample_indices(32, 16)][:, :, :, subsample_indices(24, 12)])
     pooled = out.sum((2, 3)) / sampler.effective_pixels()
     assert torch.allclose(pooled, small.mean((2, 3)), atol=1e-6)
+
+
+# ---------------- where the mask sits: Eq. 1 vs act(norm(conv) * M) ----------------
+def _eq1(layer, x, widths, gates):
+    """sum_i g_i PAD(b_i(x)): each option's full layer (with its activation), zero-padded."""
+    full = layer(x)
+    return sum(
+        g * F.pad(full[:, :c], (0, 0, 0, 0, 0, full.shape[1] - c)) for g, c in zip(gates, widths)
+    )
+
+
+@pytest.mark.parametrize("act", ["relu", "hswish"])
+def test_mask_before_activation_against_eq1(act):
+    """One-hot gates: masking before the activation equals Eq. 1 for every activation. Soft
+    gates: equal for ReLU (positively homogeneous), different for h-swish, by a measurable
+    amount (the documented relaxation of `masked_channel.py`)."""
+    widths = [4, 8, 12, 16]
+    layer = ConvBNAct(6, 16, 3, act=act).eval()
+    _randomize_bn(layer.bn)
+    x = torch.randn(2, 6, 9, 9)
+    choice = ChannelChoice(widths)
+    masked = MaskedChannel(ConvBNAct(6, 16, 3, act=act).eval(), choice)
+    masked.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        for i in range(len(widths)):
+            one_hot = F.one_hot(torch.tensor(i), len(widths)).float()
+            choice.set_gates(one_hot)
+            assert torch.equal(masked(x), _eq1(layer, x, widths, one_hot))
+        soft = torch.tensor([0.1, 0.2, 0.3, 0.4])
+        choice.set_gates(soft)
+        diff = (masked(x) - _eq1(layer, x, widths, soft)).abs().max().item()
+    if act == "relu":
+        assert diff <= 1e-6
+    else:
+        assert diff > 1e-2  # h-swish(m y) != m h-swish(y) for 0 < m < 1
+
+
+# ---------------- width sources ----------------
+def test_expanded_channels_are_rate_times_each_input_width():
+    """Mid widths of a searched input width x a searched rate: one width per (c_i, e_j), with
+    weight g_i h_j, rounded as the builder rounds (e = 1 keeps mid = in)."""
+    inputs = ChannelChoice([16, 24])
+    rates = Decision([1, 2.5, 4])
+    mid = ExpandedChannels(inputs, rates, width_divisor=8)
+    assert mid.widths() == (16, 40, 64, 24, 64, 96)  # make_divisible(24 * 2.5 = 60) = 64
+    inputs.set_gates([0.25, 0.75])
+    rates.set_gates([0.5, 0.3, 0.2])
+    weights = torch.outer(torch.tensor([0.25, 0.75]), torch.tensor([0.5, 0.3, 0.2])).flatten()
+    assert torch.allclose(mid.width_gates(), weights)
+    expected = sum(w * c for w, c in zip(weights.tolist(), mid.widths()))
+    assert mid.expected().item() == pytest.approx(expected)
+    assert mid.mask().shape == (96,)
+    assert mid.mask()[0].item() == pytest.approx(1.0)  # every width keeps channel 0
+    with torch.no_grad():
+        inputs.alpha.copy_(torch.tensor([0.0, 1.0]))
+        rates.alpha.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    assert mid.argmax() == 64  # 24 x 2.5, rounded to a multiple of 8
+
+
+def test_grouped_mask_keeps_the_first_channels_of_each_group():
+    """With 2 groups the mask keeps the first c/2 channels of each half; a channel shuffle then
+    brings exactly the first c channels to the front."""
+    from mobile_cv_nas.layers import ChannelShuffle
+
+    choice = ChannelChoice([4, 8])
+    choice.set_gates([1.0, 0.0])
+    mask = choice.mask(groups=2)
+    assert mask.tolist() == [1, 1, 0, 0, 1, 1, 0, 0]
+    shuffled = ChannelShuffle(2)(mask.view(1, 8, 1, 1)).flatten()
+    assert shuffled.tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    bad = ChannelChoice([4, 6])
+    bad.set_gates([0.5, 0.5])
+    with pytest.raises(ValueError, match="not divisible by the 3 groups"):
+        bad.mask(groups=3)
+
+
+def test_same_width_probability():
+    a, b = ChannelChoice([8, 16, 24]), ChannelChoice([16, 24, 32])
+    a.set_gates([0.2, 0.3, 0.5])
+    b.set_gates([0.6, 0.1, 0.3])
+    assert same_width_probability(a, b).item() == pytest.approx(0.3 * 0.6 + 0.5 * 0.1)
+    assert same_width_probability(a, a) == 1.0  # one decision: always the same width
+    assert same_width_probability(a, ChannelChoice([40, 48])) == 0.0  # cannot agree
+    assert same_width_probability(ChannelChoice([8]), ChannelChoice([8])) == 1.0
+
+
+# ---------------- masking through every norm ----------------
+def _masked_layer(norm, widths=(5, 8), gates=(1.0, 0.0), act="hswish"):
+    """A masked conv-norm-act layer; `gates` fixed by hand, or "softmax" of a random alpha
+    (differentiable in alpha)."""
+    layer = ConvBNAct(3, 8, 1, act=act, norm=norm).train()
+    choice = ChannelChoice(list(widths))
+    if gates == "softmax":
+        with torch.no_grad():
+            choice.alpha.normal_()
+        choice.sample(GumbelSampler(mode="softmax"))
+    else:
+        choice.set_gates(list(gates))
+    return layer, MaskedChannel(layer, choice)
+
+
+@pytest.mark.parametrize("norm", ["bn", "BN", "sync_bn", "frozen_bn", "gn", "GN", nn.BatchNorm2d])
+def test_masked_channels_stay_zero_with_every_norm(norm):
+    layer, masked = _masked_layer(norm)
+    y = masked(torch.randn(4, 3, 6, 6))
+    assert y[:, 5:].abs().max().item() == 0.0
+    assert y[:, :5].abs().max().item() > 0.0
+
+
+def test_masked_batch_norm_is_norm_then_mask_and_keeps_its_statistics():
+    """In training mode the masked layer gives the plain layer's output times M, and both
+    update the running statistics alike (the mask acts through the norm module)."""
+    plain = ConvBNAct(3, 8, 1, act=None).train()
+    layer, masked = _masked_layer("bn", gates="softmax", act=None)
+    _randomize_bn(plain.bn)
+    masked.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 6, 6)
+    out = masked(x)
+    expected = plain(x) * masked.channels.mask().view(1, -1, 1, 1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.allclose(layer.bn.running_mean, plain.bn.running_mean)
+    assert torch.allclose(layer.bn.running_var, plain.bn.running_var)
+    assert layer.bn.num_batches_tracked.item() == plain.bn.num_batches_tracked.item() == 1
+    out.sum().backward()
+    assert masked.channels.alpha.grad.abs().sum() > 0  # the mask is differentiable in alpha
+
+
+def test_masked_frozen_batch_norm_is_not_updated():
+    layer, masked = _masked_layer("frozen_bn", gates="softmax")
+    with torch.no_grad():
+        layer.bn.running_mean.normal_()
+        layer.bn.running_var.uniform_(0.5, 2.0)
+    before = {k: v.clone() for k, v in layer.bn.state_dict().items()}
+    masked(torch.randn(4, 3, 6, 6)).sum().backward()
+    assert list(layer.bn.parameters()) == []  # nothing for an optimiser to change
+    for k, v in layer.bn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert masked.channels.alpha.grad.abs().sum() > 0  # the mask still reaches alpha
+
+
+def test_unknown_norm_names_the_choices():
+    with pytest.raises(ValueError, match="Unknown norm 'batchnorm'.*frozen_bn"):
+        ConvBNAct(3, 8, norm="batchnorm")
+
+
+# ---------------- sampler state ----------------
+def test_sampler_state_round_trip_reproduces_the_next_draws():
+    alpha = torch.tensor([0.3, -1.0, 2.0, 0.0])
+    a = GumbelSampler(tau=2.5, seed=3)
+    a.begin_step()
+    a.sample(alpha)
+    state = a.state_dict()
+    b = GumbelSampler(seed=99)
+    b.load_state_dict(state)
+    assert b.tau == 2.5
+    assert torch.equal(a.sample(alpha), b.sample(alpha))  # mid-step: the generator itself
+    a.begin_step(), b.begin_step()
+    assert torch.equal(a.sample(alpha), b.sample(alpha))
+
+
+def test_each_rank_draws_its_own_noise_reproducibly():
+    alpha = torch.zeros(8)
+    rank0, rank1 = GumbelSampler(seed=5, rank=0), GumbelSampler(seed=5, rank=1)
+    rank0.begin_step(), rank1.begin_step()
+    assert not torch.equal(rank0.sample(alpha), rank1.sample(alpha))
+    # a checkpoint written by rank 0 resumes rank 1 on rank 1's own noise
+    resumed = GumbelSampler(seed=0, rank=1)
+    resumed.load_state_dict(rank0.state_dict())
+    again = GumbelSampler(seed=5, rank=1)
+    again.begin_step(), again.sample(alpha)
+    resumed.begin_step(), again.begin_step()
+    assert torch.equal(resumed.sample(alpha), again.sample(alpha))

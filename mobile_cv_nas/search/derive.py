@@ -1,41 +1,14 @@
 """From a trained supernet to a plain model: `derive_arch` (argmax of every decision) and
 `inherit_weights` (slice the supernet's weights into the derived model).
 
-The derived arch def is in the foundation's schema and builds with no search code. Where the
-plain builder's defaults would build something other than what was searched (an expansion
-conv kept although mid == in, no residual although in == out, a projecting skip although
-the widths match), the row says so explicitly (`force_pw`, `residual`, `projection`).
+The derived arch def is in the foundation's schema and builds with no search code. Each
+block's row comes from its search adapter; where the plain builder's defaults would build
+something other than what was searched (an expansion conv kept although mid == in), the row
+says so explicitly (`force_pw`), and mid widths are given exactly (`mid_channels`).
 """
 
-import torch
-
 from ..arch import ArchDef, build_model
-from ..blocks import InvertedPool, InvertedResidual, Skip
-
-
-def _row(block, in_channels):
-    op, module = block.chosen()
-    out = block.out_choice.argmax()
-    row = {"op": op, "out_channels": out}
-    if block.stride != 1:
-        row["stride"] = block.stride
-    if isinstance(module, InvertedResidual):
-        if module.pw is not None:
-            mid = block.mid_choice.argmax()
-            row["mid_channels"] = mid
-            if mid == in_channels:
-                row["force_pw"] = True
-        else:  # searched without expansion: keep it so (width rounding would add one)
-            row["mid_channels"] = in_channels
-        if (in_channels == out and block.stride == 1) != module.use_residual:
-            row["residual"] = module.use_residual
-    elif isinstance(module, InvertedPool):
-        row["mid_channels"] = block.mid_choice.argmax()
-    elif isinstance(module, Skip):
-        projection = module.conv is not None
-        if (in_channels != out or block.stride != 1) != projection:
-            row["projection"] = projection
-    return row, out
+from .adapters import copy_leading_corner
 
 
 def derive_arch(supernet, name=None):
@@ -43,8 +16,8 @@ def derive_arch(supernet, name=None):
     space = supernet.space
     stages = []
     channels = supernet.in_channels
-    for block in supernet.backbone.stages.children():
-        row, channels = _row(block, channels)
+    for block in supernet.blocks():
+        row, channels = block.derive_row(channels)
         if block.spec.stage >= len(stages):
             stages.append([])
         stages[block.spec.stage].append(row)
@@ -52,35 +25,31 @@ def derive_arch(supernet, name=None):
         stages=stages,
         name=name or (f"{space.name}_derived" if space.name else None),
         input_size=supernet.resolution_choice.argmax(),
+        in_channels=supernet.in_channels,
         width_divisor=space.width_divisor,
         num_classes=space.num_classes,
     )
 
 
-def _slice_into(target, source):
-    """Copy the leading corner of `source` into `target` (channel masks keep the first c)."""
-    if target.dim() == 0:
-        target.copy_(source)
-        return
-    index = tuple(slice(0, n) for n in target.shape)
-    target.copy_(source[index])
-
-
-@torch.no_grad()
 def inherit_weights(supernet, model):
-    """Initialise a model built from `derive_arch(supernet)` with the supernet's weights."""
-    for block in supernet.backbone.stages.children():
-        _, candidate = block.chosen()
-        source = candidate.state_dict()
-        target = getattr(model.backbone.stages, block.name)
-        for key, tensor in target.state_dict().items():
-            _slice_into(tensor, source[key])
-    for key, tensor in model.head.state_dict().items():
-        _slice_into(tensor, supernet.head.state_dict()[key])
+    """Initialise a model built from `derive_arch(supernet)` with the supernet's weights.
+
+    Every tensor gets the leading corner of the supernet's (masks keep the first channels);
+    a tensor the supernet's does not cover raises rather than broadcasts.
+    """
+    if model.in_channels != supernet.in_channels:
+        raise ValueError(
+            f"The model takes {model.in_channels} input channels, the supernet "
+            f"{supernet.in_channels}: build it from derive_arch(supernet)."
+        )
+    for block in supernet.blocks():
+        block.inherit_into(getattr(model.backbone.stages, block.name))
+    copy_leading_corner(model.head, supernet.head)
     return model
 
 
-def derive_model(supernet, inherit=True):
-    """Build the derived plain model, optionally initialised from the supernet."""
-    model = build_model(derive_arch(supernet))
+def derive_model(supernet, inherit=True, norm=None):
+    """Build the derived plain model (with `norm`, default each block's own), optionally
+    initialised from the supernet."""
+    model = build_model(derive_arch(supernet), norm=norm)
     return inherit_weights(supernet, model) if inherit else model

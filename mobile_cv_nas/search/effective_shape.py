@@ -4,21 +4,22 @@ An effective shape carries effective channels C_eff = sum_i g_i C_i (a tensor, s
 differentiable in the gates) and, per input-resolution option, the real spatial size; the
 effective height/width are sum_r g_r h_r and sum_r g_r w_r. Costs follow
 `mobile_cv_nas.flops`: conv multiply-adds k^2 * h * w * C_in * C_out / groups (no bias), one op
-per element entering a global average pool; params are conv/linear weight elements.
+per element entering a global average pool; params are conv/linear weight elements. Everything
+is computed in float64, so that with one-hot gates a cost is the exact integer count.
 """
 
+import collections
 import dataclasses
 import math
-from typing import List, Tuple
 
 import torch
 
 
 @dataclasses.dataclass
 class EffectiveShape:
-    channels: torch.Tensor  # effective channels (0-d tensor)
-    sizes: List[Tuple[int, int]]  # real (h, w) for each resolution option
-    resolution_gates: torch.Tensor  # gates of the resolution options (sums to 1)
+    channels: torch.Tensor  # effective channels (0-d float64 tensor)
+    sizes: list[tuple[int, int]]  # real (h, w) for each resolution option
+    resolution_gates: torch.Tensor  # gates of the resolution options (sums to 1), float64
 
     @property
     def height(self):
@@ -59,7 +60,7 @@ def conv_cost(out_shape, in_channels, out_channels, kernel_size=1, groups=1):
     """Eq. 10: k^2 h w C_in C_out / groups FLOPs, k^2 C_in C_out / groups params.
 
     `out_shape` gives the output's spatial size; `groups="depthwise"` means one filter per
-    channel (C_in = C_out = the effective channels, passed through).
+    channel (C_in = C_out = the effective channels, passed through, Eq. 9).
     """
     k2 = kernel_size * kernel_size
     if groups == "depthwise":
@@ -69,7 +70,32 @@ def conv_cost(out_shape, in_channels, out_channels, kernel_size=1, groups=1):
     return Cost(flops=weights * out_shape.height * out_shape.width, params=weights)
 
 
+def layer_cost(conv, in_shape, in_channels, out_channels):
+    """(Cost, output shape) of the conv module `conv` (at its max width) run on `in_shape` with
+    `in_channels` effective input and `out_channels` effective output channels. Its kernel,
+    stride and groups are read from the module; a depthwise conv passes its effective input
+    channels through (Eq. 9) whatever `out_channels` says."""
+    out_shape = in_shape.strided(conv.stride[0])
+    if conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels:
+        cost = conv_cost(out_shape, in_channels, in_channels, conv.kernel_size[0], "depthwise")
+        return cost, out_shape.with_channels(in_channels)
+    cost = conv_cost(out_shape, in_channels, out_channels, conv.kernel_size[0], conv.groups)
+    return cost, out_shape.with_channels(out_channels)
+
+
 def global_pool_cost(in_shape):
     """One op per element entering a global average pool; no params."""
     flops = in_shape.channels * in_shape.height * in_shape.width
     return Cost(flops=flops, params=torch.zeros_like(flops))
+
+
+def roll_up(named_values):
+    """{name: sum} over every module and its ancestors ("" = the total) of (qualified module
+    name, value) pairs, values being Costs or numbers. The one place costs are rolled up."""
+    totals = collections.OrderedDict()
+    for name, value in named_values:
+        parts = name.split(".") if name else []
+        for i in range(len(parts) + 1):
+            key = ".".join(parts[:i])
+            totals[key] = totals[key] + value if key in totals else value
+    return totals

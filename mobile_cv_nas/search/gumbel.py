@@ -2,15 +2,29 @@
 
 Every decision (op choice, channel count, expansion, resolution) owns logits `alpha`; one
 `GumbelSampler` per supernet draws gates `g = softmax((alpha + G) / tau)` for all of them
-once per step. Modes:
+once per step (Eq. 4). Modes:
   * "soft":    Gumbel-softmax weights (the paper's search).
   * "hard":    one-hot forward, soft gradient (straight-through Gumbel-softmax).
   * "softmax": softmax(alpha), no noise (deterministic evaluation of the mixture).
   * "argmax":  one-hot of argmax(alpha) (evaluate the architecture that would be derived).
 Noise comes from the sampler's own seeded CPU generator, so runs are reproducible whatever
 the device and whatever else draws random numbers.
+
+The sampler is a module without parameters: its temperature, mode and generator state are in
+`state_dict()` (as extra state), so a checkpointed search resumes with the very gates it would
+have drawn.
+
+Seeding policy. `Supernet.sample()` starts each step with `begin_step()`, which seeds the
+generator from (seed, rank, step): the noise of a step is a function of those three numbers,
+so a resumed search, on any rank, draws exactly what the uninterrupted one would have, even
+from a checkpoint that rank 0 alone wrote. Distributed search: every rank draws its OWN Gumbel
+noise, so N ranks sample N architectures per step and the alpha gradient, averaged by DDP, is
+an N-sample estimate. The alphas stay identical on all ranks because they start equal (zeros)
+and DDP all-reduces their gradients before the identical optimiser steps. `rank=None` takes
+the rank of the initialised default process group (0 when not distributed).
 """
 
+import hashlib
 import math
 
 import torch
@@ -20,23 +34,58 @@ import torch.nn.functional as F
 MODES = ("soft", "hard", "softmax", "argmax")
 
 
-class TemperatureSchedule:
-    """tau(epoch) = tau0 * decay ** epoch (paper: tau0 = 5.0, decay = exp(-0.045))."""
+def check_temperature(tau, what="temperature"):
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not math.isfinite(tau):
+        raise ValueError(f"The {what} must be a finite number > 0, got {tau!r}.")
+    if tau <= 0:
+        raise ValueError(
+            f"The {what} must be > 0, got {tau!r}: softmax((alpha + G) / tau) is undefined at "
+            f"0; use mode='argmax' (or 'hard') for one-hot gates."
+        )
+    return float(tau)
 
-    def __init__(self, tau0=5.0, decay=math.exp(-0.045), min_tau=0.0):
-        if tau0 <= 0 or not 0 < decay <= 1:
-            raise ValueError(f"Need tau0 > 0 and 0 < decay <= 1, got tau0={tau0}, decay={decay}.")
-        self.tau0, self.decay, self.min_tau = tau0, decay, min_tau
+
+class TemperatureSchedule:
+    """tau(epoch) = max(min_tau, tau0 * decay ** epoch) (paper: tau0 = 5.0, decay = exp(-0.045))."""
+
+    def __init__(self, tau0=5.0, decay=math.exp(-0.045), min_tau=1e-3):
+        check_temperature(tau0, "initial temperature tau0")
+        check_temperature(min_tau, "minimum temperature min_tau")
+        if not 0 < decay <= 1:
+            raise ValueError(f"The temperature decay must be in (0, 1], got {decay!r}.")
+        self.tau0, self.decay, self.min_tau = float(tau0), float(decay), float(min_tau)
 
     def __call__(self, epoch):
-        return max(self.min_tau, self.tau0 * self.decay ** epoch)
+        return max(self.min_tau, self.tau0 * self.decay**epoch)
 
 
-class GumbelSampler:
-    def __init__(self, tau=5.0, mode="soft", seed=0):
+def _step_seed(seed, rank, step):
+    digest = hashlib.sha256(f"{int(seed)}:{int(rank)}:{int(step)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _current_rank():
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+class GumbelSampler(nn.Module):
+    """Draws the gates of every decision; see the module doc for modes and seeding."""
+
+    def __init__(self, tau=5.0, mode="soft", seed=0, rank=None):
+        super().__init__()
         self.tau = tau
         self.mode = mode
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator()
+        self.seed(seed, rank)
+
+    @property
+    def tau(self):
+        return self._tau
+
+    @tau.setter
+    def tau(self, tau):
+        self._tau = check_temperature(tau)
 
     @property
     def mode(self):
@@ -48,15 +97,37 @@ class GumbelSampler:
             raise ValueError(f"Unknown sampling mode {mode!r}; expected one of {MODES}.")
         self._mode = mode
 
-    def seed(self, seed):
-        self.generator.manual_seed(seed)
+    def seed(self, seed, rank=None):
+        """Restart the noise from `seed`, step 0; rank None = this process's distributed rank."""
+        self.base_seed = int(seed)
+        self.rank = _current_rank() if rank is None else int(rank)
+        self.step = 0
+        self.generator.manual_seed(_step_seed(self.base_seed, self.rank, self.step))
 
-    def state_dict(self):
-        return {"tau": self.tau, "mode": self.mode, "generator": self.generator.get_state()}
+    def begin_step(self):
+        """Seed this step's noise from (seed, rank, step), then count the step."""
+        self.generator.manual_seed(_step_seed(self.base_seed, self.rank, self.step))
+        self.step += 1
 
-    def load_state_dict(self, state):
+    def get_extra_state(self):
+        return {
+            "tau": self.tau,
+            "mode": self.mode,
+            "seed": self.base_seed,
+            "step": self.step,
+            "rank": self.rank,
+            "generator": self.generator.get_state(),
+        }
+
+    def set_extra_state(self, state):
+        """Restore; the rank stays this process's. The generator state itself is restored only
+        on the rank that saved it (the next `begin_step` reseeds on every rank anyway)."""
         self.tau, self.mode = state["tau"], state["mode"]
-        self.generator.set_state(state["generator"])
+        self.base_seed, self.step = int(state["seed"]), int(state["step"])
+        if int(state["rank"]) == self.rank:
+            self.generator.set_state(state["generator"])
+        else:
+            self.generator.manual_seed(_step_seed(self.base_seed, self.rank, self.step))
 
     def sample(self, alpha):
         """Gates for one decision's logits `alpha` (1-D), differentiable w.r.t. alpha."""
@@ -72,6 +143,9 @@ class GumbelSampler:
             return soft
         hard = F.one_hot(soft.detach().argmax(-1), alpha.numel()).to(soft.dtype)
         return hard - soft.detach() + soft
+
+    def extra_repr(self):
+        return f"tau={self.tau:.4g}, mode={self.mode!r}, seed={self.base_seed}, rank={self.rank}"
 
 
 class Decision(nn.Module):
@@ -118,10 +192,13 @@ class Decision(nn.Module):
         return self.gates
 
     def expected(self, values=None):
-        """sum_i g_i * v_i, with v = the options by default (effective shape, Eq. 4-5)."""
+        """sum_i g_i * v_i, with v = the options by default (effective shape, Eq. 5-6).
+
+        In float64, so that with one-hot gates a cost is the exact integer count.
+        """
         values = self.options if values is None else values
-        v = torch.as_tensor(values, dtype=self.alpha.dtype, device=self.alpha.device)
-        return (self.current_gates() * v).sum()
+        gates = self.current_gates().double()
+        return (gates * torch.as_tensor(values, dtype=gates.dtype, device=gates.device)).sum()
 
     def argmax(self):
         return self.options[int(self.alpha.detach().argmax())]

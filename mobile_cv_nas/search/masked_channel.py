@@ -1,121 +1,71 @@
-"""Channel search by masking (FBNetV2 Sec. 3.1, Eq. 3).
+"""Channel search by masking (FBNetV2 Sec. 3.1, Eq. 3): one conv at the maximum width, its
+output multiplied by M = sum_i g_i 1_i (see `channels.py` for where M comes from).
 
-One conv at the maximum width; its output is multiplied by M = sum_i g_i 1_i, where 1_i keeps
-the first c_i channels. `ChannelChoice` is the decision (alpha over channel counts, the mask,
-the effective width sum_i g_i c_i); `MaskedChannel` applies it to one conv-BN-act layer.
+Where the mask sits. `MaskedChannel` wraps a conv-norm-act layer and applies M *through the
+norm module*: the norm is called (`torch.func.functional_call`) with its affine parameters
+replaced by weight * M and bias * M, which is exactly norm-then-mask, for any norm: a batch
+norm updates its running statistics as usual, a SyncBatchNorm still all-reduces them under
+DDP, a frozen batch norm stays frozen (its buffers are only read), a group norm works alike.
+Folding M into the affine parameters also means autograd keeps no extra copy of the feature
+map. A layer without an affine norm multiplies its output instead.
 
-The mask is folded into the BatchNorm's affine parameters (weight * M, bias * M), which is
-exactly BN-then-mask, so autograd keeps no extra copy of the feature map for backward. A
-layer without BN multiplies its (small) output instead. The mask sits after BN, before the
-activation: BN in training mode would otherwise renormalise the mask away, and relu(0) =
-hswish(0) = 0 keeps dropped channels at zero.
+So the mask sits after the norm and BEFORE the activation: act(norm(conv(x)) * M). A norm in
+training mode after the mask would renormalise the dropped channels back to its bias, and
+act(0) = 0 keeps them at zero. Against Eq. 1, sum_i g_i PAD(b_i(x)) = act(norm(conv(x))) * M
+(mask after the activation):
+  * with one-hot gates (M is 0/1) both are equal for every activation;
+  * with soft gates they are equal for ReLU (relu(m y) = m relu(y) for m >= 0), and differ for
+    h-swish, which is not positively homogeneous: hswish(m y) != m hswish(y) for 0 < m < 1.
+    tests/test_search_ops.py measures the difference (the soft-gate supernet is a relaxation
+    either way; the derived model is what is trained and evaluated).
 """
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
-
-from .gumbel import Decision
-from .registry import SEARCH_OP_REGISTRY
-from .space import range_options
+from torch.func import functional_call
 
 
-def channel_options(spec):
-    """Options from an int or a (low, high, step) tuple, high included when reached."""
-    return range_options(spec, "channel options", "int")
-
-
-class ChannelChoice(Decision):
-    """A decision over channel counts (ascending); one per group of layers that must agree."""
-
-    def __init__(self, options, name=""):
-        options = sorted(int(c) for c in options)
-        super().__init__(options, name=name)
-
-    @property
-    def max_channels(self):
-        return self.options[-1]
-
-    def mask(self, widths=None):
-        """M = sum_i g_i 1_{c < widths_i}: a vector over max(widths) channels.
-
-        Computed once per sampled gates and widths, however many layers share the choice.
-        """
-        widths = tuple(self.options if widths is None else widths)
-        gates = self.current_gates()
-        if self.__dict__.get("_masks_for") is not gates:
-            self.__dict__["_masks_for"], self.__dict__["_masks"] = gates, {}
-        masks = self.__dict__["_masks"]
-        key = (widths, torch.is_grad_enabled())  # a mask made under no_grad has no graph
-        if key not in masks:
-            masks[key] = gates @ self._indicators(widths, gates.device, gates.dtype)
-        return masks[key]
-
-    def _indicators(self, widths, device, dtype):
-        """The (options x channels) matrix of the 1_i, built once per widths/device/dtype."""
-        cache = self.__dict__.setdefault("_indicator_cache", {})
-        key = (widths, device, dtype)
-        if key not in cache:
-            channels = torch.arange(max(widths), device=device)
-            cache[key] = (channels[None, :] < torch.tensor(widths, device=device)[:, None]).to(dtype)
-        return cache[key]
-
-    def effective_channels(self, widths=None):
-        return self.expected(widths)
-
-
-def masked_batch_norm(bn, x, mask):
-    """`bn(x) * mask` computed as a batch norm with masked affine parameters (exact)."""
-    momentum = 0.0 if bn.momentum is None else bn.momentum
-    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
-        bn.num_batches_tracked.add_(1)
-        if bn.momentum is None:
-            momentum = 1.0 / float(bn.num_batches_tracked)
-    use_batch_stats = bn.training or bn.running_mean is None
-    track = not bn.training or bn.track_running_stats
-    return F.batch_norm(
-        x,
-        bn.running_mean if track else None,
-        bn.running_var if track else None,
-        bn.weight * mask,
-        bn.bias * mask,
-        use_batch_stats,
-        momentum,
-        bn.eps,
+def _affine_norm(module):
+    return (
+        module is not None
+        and isinstance(getattr(module, "weight", None), torch.Tensor)
+        and isinstance(getattr(module, "bias", None), torch.Tensor)
     )
 
 
-@SEARCH_OP_REGISTRY.register()
 class MaskedChannel(nn.Module):
-    """A conv(-BN)(-act) layer at max width whose output channels are masked by a choice.
+    """A conv(-norm)(-act) layer at max width whose output channels are masked by `channels`
+    (a width source, see `channels.py`).
 
     It takes over the layer's children (`conv`, `bn`, `relu`), so state_dict keys stay those
-    of the plain layer. `widths` gives the channel count of each option when it differs from
-    the choice's own options (e.g. squeeze-excite widths derived from mid widths).
+    of the plain layer. `groups` > 1 masks each of the conv's `groups` output blocks alike
+    (a grouped conv followed by a channel shuffle).
     """
 
-    def __init__(self, layer, choice, widths=None):
+    def __init__(self, layer, channels, groups=1):
         super().__init__()
         for name, child in layer.named_children():
             self.add_module(name, child)
-        self.__dict__["choice"] = choice  # shared, registered once by the supernet
-        self.widths = tuple(choice.options if widths is None else widths)
-        if max(self.widths) != self.conv.out_channels:
+        self.__dict__["channels"] = channels  # decisions are registered once, by the supernet
+        self.groups = groups
+        if channels.max_channels != self.conv.out_channels:
             raise ValueError(
-                f"MaskedChannel: widest option {max(self.widths)} != layer width "
+                f"MaskedChannel: widest option {channels.max_channels} != layer width "
                 f"{self.conv.out_channels}."
             )
 
     def forward(self, x):
-        mask = self.choice.mask(self.widths)
+        mask = self.channels.mask(self.groups)
         y = self.conv(x)
-        if "bn" in self._modules:
-            y = masked_batch_norm(self.bn, y, mask)
-        else:
+        norm = self._modules.get("bn")
+        if _affine_norm(norm) and not torch.jit.is_tracing():
+            y = functional_call(norm, {"weight": norm.weight * mask, "bias": norm.bias * mask}, (y,))
+        else:  # no affine norm, or a jit trace (fvcore analyses): the same values
+            if norm is not None:
+                y = norm(y)
             y = y * mask.view(1, -1, 1, 1)
-        if "relu" in self._modules:
-            y = self.relu(y)
-        return y
+        act = self._modules.get("relu")
+        return y if act is None else act(y)
 
     def extra_repr(self):
-        return f"choice={self.choice.name!r}, widths={list(self.widths)}"
+        return f"widths={list(self.channels.widths())}, groups={self.groups}"

@@ -1,4 +1,8 @@
-"""fvcore Registry of the search ops (what the supernet wraps around plain blocks)."""
+"""fvcore Registry of the search adapters: how each kind of block is searched.
+
+Each entry is a `BlockAdapter` subclass (see `adapters.py`) whose `block_type` is the module
+class it handles; the supernet finds a candidate's adapter through its type.
+"""
 
 from fvcore.common.registry import Registry
 

@@ -12,7 +12,6 @@ import math
 import torch
 import torch.nn as nn
 
-from .registry import SEARCH_OP_REGISTRY
 
 
 def subsample_indices(full, small, device=None):
@@ -34,7 +33,6 @@ def scatter_positions(full, small, stride, device=None):
     )
 
 
-@SEARCH_OP_REGISTRY.register()
 class ResolutionSampler(nn.Module):
     """Wrap `module` (total stride `stride`) with a decision over input resolutions.
 

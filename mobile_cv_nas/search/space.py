@@ -3,35 +3,41 @@
 A search space is a mapping (YAML or dict) shaped like an arch def (see
 `mobile_cv_nas.arch.schema`), except that each row lists *options* instead of one choice:
 
-    name: fbnetv2_f        # optional; defaults to the name passed in / the file's stem
+    name: fbnetv2_l        # optional; defaults to the name passed in / the file's stem
     cost: flops            # flops | params: what the search's resource loss counts (default flops)
-    resolutions: [224, 192, 160, 128]   # input-resolution options (required, non-empty, unique);
+    resolutions: [256, 224, 192, 160]   # input-resolution options (required, non-empty, unique);
                                         # one decision for the whole network; kept max first
+    in_channels: 3         # image channels (default 3)
     width_divisor: 8       # rounding of mid / SE widths (default 8, as in FBNetV2)
     num_classes: 1000      # classifier outputs (default 1000)
+    channel_decisions: per_stage   # per_stage | per_block: who shares an output-width decision
     stages:                # list of stages; each stage is a non-empty list of rows
-      - - {op: conv_k3_hs, channels: [16, 28, 4], stride: 2}                     # stem
+      - - {op: conv_k3_hs, channels: 16, stride: 2}                              # stem
       - - {ops: &micro [ir_k3, ir_k5, skip], channels: [12, 16, 4], expansion: 1}
-      - - {ops: *micro, channels: [16, 28, 4], expansion: [1, 6, 1], stride: 2}
-        - {ops: *micro, channels: [16, 28, 4], expansion: [1, 6, 1], repeat: 2}
-      - - {op: ir_pool_hs, channels: 1984, expansion: 6}
+      - - {ops: *micro, channels: [16, 28, 4], expansion: [0.75, 3.25, 0.5], stride: 2}
+        - {ops: *micro, channels: [16, 28, 4], expansion: [0.75, 3.25, 0.5], repeat: 2}
+      - - {op: conv_k1_hs, channels: 1984}
 
-The input images have 3 channels; the classifier (global pool + 1x1 conv to `num_classes`)
-follows the last row and is added by the builder, so it is not listed.
+The classifier (global pool + 1x1 conv to `num_classes`) follows the last row and is added by
+the builder, so it is not listed.
 
 Row fields (any other key is an error):
 
 * `ops`: non-empty list of distinct op names registered in `BLOCK_REGISTRY` (a YAML anchor /
   alias keeps a shared micro list short); `op: name` is shorthand for a one-op list. Give one
-  of the two, not both.
+  of the two, not both. Every op must be searchable: its module type needs an adapter in
+  `SEARCH_OP_REGISTRY` (checked when the supernet is built, see `adapters.py`).
 * `channels` (required): output-channel options; a positive int (no choice) or
   `[low, high, step]` = low, low + step, ... up to high (high is included when reachable);
   all positive ints, low <= high, step > 0.
-* `expansion` (optional): expansion-ratio options; a positive number or `[low, high, step]` of
+* `expansion` (optional): expansion-rate options; a positive number or `[low, high, step]` of
   positive numbers, inclusive like `channels`. Leave it out for rows whose ops have no expansion
-  (plain convs); a given expansion is ignored by ops that take but do not use one (`skip`, see
-  `EXPANSION_FREE_OPS`). Rows of IR ops that omit it (or give null) use the op's default
-  expansion.
+  (plain convs); ops that take but ignore one (`skip`) are not expanded. Rows of IR ops that
+  omit it (or give null) use the op's default expansion (IR 1, pool block 6).
+  Mid widths: rate e x the block's INPUT width c, rounded to the width divisor as the plain
+  builder rounds it (`make_divisible(c * e)`; e = 1 keeps mid = c, no expansion conv). When
+  the input width is itself searched, each (c_i, e_j) pair is one mid width with weight
+  g_i h_j (see `channels.ExpandedChannels`), so a rate means the same whatever c is picked.
 * `stride` (default 1) and `repeat` (default 1): positive ints; repeats are copies of the row
   whose stride is 1 after the first.
 
@@ -45,18 +51,25 @@ independent decision with its number of options; `largest_arch_def()` gives an a
 biggest candidate. `available_search_spaces()` names the shipped spaces
 (`configs/search_spaces/*.yaml`).
 
-Decision-sharing rule (output channels). Blocks joined by a residual add must agree on their
-output width, so they share one output-channel decision:
+Output-width decisions (`channel_decisions`):
 
-* a block continues the previous block's decision (`shares_output_with_previous=True`) when
-  it has stride 1 and the same channel options: repeat copies of a row, and a stride-1 row
-  that follows a row of the same range (Table 2 splits a stage into its stride-2 first
-  layer and the rest, with one channel range), so their residual adds always hold;
-* any other block (stride 2, or another channel range) gets a NEW decision; no residual
-  crosses into it.
+* `per_stage` (default): a block continues the previous block's decision
+  (`shares_output_with_previous=True`) when it has stride 1 and the same channel options:
+  repeat copies of a row, and a stride-1 row that follows a row of the same range (Table 2
+  splits a stage into its stride-2 first layer and the rest, with one channel range). Blocks
+  sharing a decision always have equal widths, so their residual adds (and identity skips)
+  always hold: a supernet that trains like the plain network.
+* `per_block`: every block has its own output-width decision, as the paper counts its space
+  ("32^22" for 22 layers) and as the published FBNetV2 models vary (F1 goes 32 -> 24 inside a
+  stage). A stride-1 block has its residual add (an identity skip) only when the widths
+  picked agree.
+
+In both modes the supernet gives a block's input weight P(in width == out width) (1 within a
+shared decision, 0 where the options cannot agree; see `search_block.py`), so the argmax
+supernet and the derived model have residuals in the same places.
 
 Each `BlockSpace.decision_id` (0, 1, ... in forward order) names its output decision; blocks
-with equal ids must get equal widths.
+with equal ids get equal widths.
 
 Counting (`count_architectures`, log10 of `num_architectures`). The candidates are the
 product, over independent decisions, of their numbers of options:
@@ -67,7 +80,7 @@ where R = number of resolution options; C_b = number of (op, expansion) pairs of
 sum over its ops of (number of expansion options if the op uses an expansion and the row
 lists expansions, else 1), so `skip` and plain convs count once; K_d = number of
 output-channel options of decision d (counted once per decision, not per block sharing it).
-Fixed parts (a one-op stem, the head) contribute factors of 1 for their op choice.
+Fixed parts (a one-op stem, the head) contribute factors of 1.
 """
 
 import copy
@@ -75,17 +88,17 @@ import dataclasses
 import math
 import os
 from fractions import Fraction
-from typing import List, Optional
+from typing import Optional
 
-
+from ..arch.schema import block_name
 from ..blocks import BLOCK_REGISTRY
 from ..data_files import configs_dir
 from ..io import load_yaml
 from ..validation import check_positive_int, error_location, is_int
 
 __all__ = [
+    "CHANNEL_DECISIONS",
     "COSTS",
-    "EXPANSION_FREE_OPS",
     "BlockSpace",
     "SpaceDecision",
     "RowSpace",
@@ -95,17 +108,25 @@ __all__ = [
     "count_architectures",
     "load_search_space",
     "num_architectures",
-    "op_uses_expansion",
+    "as_search_space",
     "parse_search_space",
     "range_options",
     "search_spaces_dir",
 ]
 
 COSTS = ("flops", "params")
-#: Ops whose builder takes an `expansion` argument but ignores it (counted once, not per option).
-EXPANSION_FREE_OPS = frozenset({"skip"})
+CHANNEL_DECISIONS = ("per_stage", "per_block")
 
-_TOP_FIELDS = ("name", "cost", "resolutions", "width_divisor", "num_classes", "stages")
+_TOP_FIELDS = (
+    "name",
+    "cost",
+    "resolutions",
+    "in_channels",
+    "width_divisor",
+    "num_classes",
+    "channel_decisions",
+    "stages",
+)
 _ROW_FIELDS = ("op", "ops", "channels", "expansion", "stride", "repeat")
 _SUBDIR = "search_spaces"
 
@@ -114,37 +135,25 @@ class SearchSpaceError(ValueError):
     """A malformed search space; the message names the space/stage/row/field at fault."""
 
 
-def op_uses_expansion(op):
-    """Whether the expansion options of a row multiply this op's choices.
-
-    False for ops whose builder takes no `expansion` (plain convs) and for
-    `EXPANSION_FREE_OPS` (which take one and ignore it).
-    """
-    if op in EXPANSION_FREE_OPS:
-        return False
-    accepted = BLOCK_REGISTRY.accepted_options(op)
-    return accepted is None or "expansion" in accepted
-
-
-def _op_takes_expansion(op):
-    accepted = BLOCK_REGISTRY.accepted_options(op)
-    return accepted is None or "expansion" in accepted
+def _num_op_choices(ops, expansions):
+    """Number of (op, expansion) pairs: an op with an expansion counts once per rate."""
+    n_exp = len(expansions) if expansions else 1
+    return sum(n_exp if BLOCK_REGISTRY.uses_expansion(op) else 1 for op in ops)
 
 
 @dataclasses.dataclass
 class RowSpace:
     """One row of a stage: options for `repeat` blocks (copies after the first use stride 1)."""
 
-    ops: List[str]
-    channels: List[int]  # ascending output-channel options
-    expansions: Optional[List[float]] = None  # ascending expansion options; None = not searched
+    ops: list[str]
+    channels: list[int]  # ascending output-channel options
+    expansions: Optional[list[float]] = None  # ascending expansion options; None = not searched
     stride: int = 1
     repeat: int = 1
 
     def num_op_choices(self):
         """Number of (op, expansion) pairs a block of this row chooses from."""
-        n_exp = len(self.expansions) if self.expansions else 1
-        return sum(n_exp if op_uses_expansion(op) else 1 for op in self.ops)
+        return _num_op_choices(self.ops, self.expansions)
 
     def to_dict(self):
         d = {"ops": list(self.ops), "channels": _compact(self.channels)}
@@ -163,9 +172,9 @@ class BlockSpace:
 
     stage: int
     index: int  # position within the stage, repeats expanded (as in the arch-def schema)
-    ops: List[str]
-    channels: List[int]
-    expansions: Optional[List[float]]
+    ops: list[str]
+    channels: list[int]
+    expansions: Optional[list[float]]
     stride: int
     shares_output_with_previous: bool
     decision_id: int  # id of this block's output-channel decision (shared by repeat copies)
@@ -173,11 +182,10 @@ class BlockSpace:
 
     @property
     def name(self):
-        return f"xif{self.stage}_{self.index}"
+        return block_name(self.stage, self.index)
 
     def num_op_choices(self):
-        n_exp = len(self.expansions) if self.expansions else 1
-        return sum(n_exp if op_uses_expansion(op) else 1 for op in self.ops)
+        return _num_op_choices(self.ops, self.expansions)
 
 
 @dataclasses.dataclass
@@ -193,25 +201,37 @@ class SpaceDecision:
 class SearchSpace:
     name: Optional[str]
     cost: str
-    resolutions: List[int]  # descending: max first
+    resolutions: list[int]  # descending: max first
     width_divisor: int
     num_classes: int
-    stages: List[List[RowSpace]]
+    stages: list[list[RowSpace]]
+    in_channels: int = 3
+    channel_decisions: str = "per_stage"
 
     @property
     def max_resolution(self):
         return self.resolutions[0]
 
+    def where(self, block):
+        """"space 'x', stage s, row r, field 'ops'": where a block's ops are, for errors."""
+        return _where(self.name, block.stage, block.row, "ops")
+
     def blocks(self):
         """Blocks in forward order with repeats expanded; see the module doc for sharing."""
         out = []
         decision = -1
+        per_stage = self.channel_decisions == "per_stage"
         for s, stage in enumerate(self.stages):
             index = 0
             for r, row in enumerate(stage):
                 for k in range(row.repeat):
                     stride = row.stride if k == 0 else 1
-                    shares = bool(out) and stride == 1 and out[-1].channels == row.channels
+                    shares = (
+                        per_stage
+                        and bool(out)
+                        and stride == 1
+                        and out[-1].channels == row.channels
+                    )
                     if not shares:
                         decision += 1
                     out.append(
@@ -258,13 +278,14 @@ class SearchSpace:
             out = b.channels[-1]
             op = _largest_op(b.ops, prev, out, b.stride, b.expansions, self.width_divisor)
             row = {"op": op, "out_channels": out, "stride": b.stride}
-            if b.expansions and _op_takes_expansion(op):
+            if b.expansions and BLOCK_REGISTRY.uses_expansion(op):
                 row["expansion"] = b.expansions[-1]
             stages[-1].append(row)
             prev = out
         d = {"name": f"{self.name}_largest"} if self.name else {}
         d.update(
             input_size=self.max_resolution,
+            in_channels=self.in_channels,
             width_divisor=self.width_divisor,
             num_classes=self.num_classes,
             stages=stages,
@@ -276,8 +297,10 @@ class SearchSpace:
         d.update(
             cost=self.cost,
             resolutions=list(self.resolutions),
+            in_channels=self.in_channels,
             width_divisor=self.width_divisor,
             num_classes=self.num_classes,
+            channel_decisions=self.channel_decisions,
             stages=[[row.to_dict() for row in stage] for stage in self.stages],
         )
         return d
@@ -288,14 +311,12 @@ def _largest_op(ops, in_channels, out_channels, stride, expansions, width_diviso
         return ops[0]
     best, best_n = ops[0], -1
     for op in ops:
-        accepted = BLOCK_REGISTRY.accepted_options(op)
-        takes = (lambda k: True) if accepted is None else (lambda k, a=accepted: k in a)
-        kwargs = {"stride": stride}
-        if expansions and takes("expansion"):
-            kwargs["expansion"] = expansions[-1]
-        if takes("width_divisor"):
-            kwargs["width_divisor"] = width_divisor
-        module = BLOCK_REGISTRY.get(op)(in_channels, out_channels, **kwargs)
+        options = {"stride": stride, "width_divisor": width_divisor}
+        if expansions and BLOCK_REGISTRY.uses_expansion(op):
+            options["expansion"] = expansions[-1]
+        module = BLOCK_REGISTRY.get(op)(
+            in_channels, out_channels, **BLOCK_REGISTRY.select_options(op, options)
+        )
         n = sum(p.numel() for p in module.parameters())
         if n > best_n:
             best, best_n = op, n
@@ -422,7 +443,7 @@ def _parse_row(row, name, s, r):
     expansions = None
     if row.get("expansion") is not None:
         expansions = range_options(row["expansion"], _where(name, s, r, "expansion"), "number")
-        without = [op for op in ops if not _op_takes_expansion(op)]
+        without = [op for op in ops if not BLOCK_REGISTRY.takes_option(op, "expansion")]
         if without:
             raise SearchSpaceError(
                 f"{_where(name, s, r, 'expansion')}: op(s) {without} have no expansion; "
@@ -469,8 +490,14 @@ def parse_search_space(data, name=None):
     if len(set(res)) != len(res):
         dupes = sorted({v for v in res if list(res).count(v) > 1})
         raise SearchSpaceError(f"{_where(name, field='resolutions')}: duplicate value(s) {dupes}.")
-    for field, default in (("width_divisor", 8), ("num_classes", 1000)):
+    for field, default in (("in_channels", 3), ("width_divisor", 8), ("num_classes", 1000)):
         _check_positive_int(data.get(field, default), _where(name, field=field))
+    channel_decisions = data.get("channel_decisions", "per_stage")
+    if channel_decisions not in CHANNEL_DECISIONS:
+        raise SearchSpaceError(
+            f"{_where(name, field='channel_decisions')}: must be one of "
+            f"{', '.join(CHANNEL_DECISIONS)}, got {channel_decisions!r}."
+        )
     if "stages" not in data:
         raise SearchSpaceError(f"{_where(name, field='stages')}: missing required field.")
     stages = data["stages"]
@@ -492,6 +519,8 @@ def parse_search_space(data, name=None):
         width_divisor=data.get("width_divisor", 8),
         num_classes=data.get("num_classes", 1000),
         stages=parsed,
+        in_channels=data.get("in_channels", 3),
+        channel_decisions=channel_decisions,
     )
 
 
@@ -518,6 +547,21 @@ def available_search_spaces():
 
 def _looks_like_path(s):
     return "/" in s or os.sep in s or "://" in s or s.endswith((".yaml", ".yml"))
+
+
+def as_search_space(space):
+    """A `SearchSpace` from a SearchSpace, a mapping, a shipped space name or a YAML path."""
+    if isinstance(space, SearchSpace):
+        return space
+    if isinstance(space, dict):
+        return parse_search_space(space)
+    if isinstance(space, (str, os.PathLike)):
+        return load_search_space(space)
+    available = ", ".join(available_search_spaces()) or "(none)"
+    raise TypeError(
+        f"Expected a search space: a shipped space name ({available}), a YAML path, a mapping "
+        f"or a SearchSpace; got {type(space).__name__} {space!r}."
+    )
 
 
 def load_search_space(name_or_path):
