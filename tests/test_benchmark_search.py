@@ -1,8 +1,9 @@
-"""The search benchmark's measurement logic (mobile_cv_nas.benchmarks.search_cost): exact saved-tensor
-bytes, conventional DNAS == masking with shared weights (Eq. 1 == Eq. 3), masked memory flat in
-k, and the CLI's JSON. No timing assertions."""
+"""The search benchmark (mobile_cv_nas.benchmarks.search_cost): exact saved-tensor bytes,
+k options per searched conv, conventional DNAS == masking with shared weights (Eq. 1 == Eq. 3),
+masked memory flat in k, progress through logging, and the CLI's JSON. No timing assertions."""
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,18 +11,21 @@ import sys
 import torch
 import torch.nn as nn
 
-from mobile_cv_nas.benchmarks.search_cost import (
+from mobile_cv_nas.benchmarks.search_cost import cli
+from mobile_cv_nas.benchmarks.search_cost import supernet_access as access
+from mobile_cv_nas.benchmarks.search_cost.cli import resolve_args
+from mobile_cv_nas.benchmarks.search_cost.conventional import ConventionalChannel, to_conventional
+from mobile_cv_nas.benchmarks.search_cost.measure import saved_bytes_of_step
+from mobile_cv_nas.benchmarks.search_cost.network import (
     QUICK_LAYOUT,
-    ConventionalChannel,
-    SavedTensorMeter,
     benchmark_space,
     build_supernet,
     option_range,
     plain_model,
-    saved_bytes_of_step,
-    to_conventional,
 )
-from mobile_cv_nas.search.masked_channel import MaskedChannel
+from mobile_cv_nas.benchmarks.search_cost.report import PAPER_NOTE
+from mobile_cv_nas.benchmarks.search_cost.run import run_benchmark
+from mobile_cv_nas.benchmarks.search_cost.saved_tensors import SavedTensorMeter
 
 F32 = 4  # bytes per float32
 
@@ -52,23 +56,35 @@ def test_saved_bytes_excludes_given_parameters_and_counts_storages_once():
     assert meter.excluded_bytes == conv.weight.numel() * F32
 
 
+def _layout_block_widths(layout):
+    return [width for _, width, _, repeat, _ in layout for _ in range(repeat)]
+
+
 def test_option_range_and_space_have_k_options_with_a_fixed_max():
     assert option_range(32, 1) == [32]
     assert option_range(32, 32) == list(range(1, 33))
     assert option_range(64, 4) == [16, 32, 48, 64]
     for k in (1, 2, 8):
         net = build_supernet(k, (32,), QUICK_LAYOUT, num_classes=10)  # checks k options itself
-        for block in net.backbone.stages.children():
-            assert block.out_choice.max_channels == block.spec.channels[-1]
+        outputs = access.block_output_options(net)
+        assert [max(opts) for _, opts in outputs] == _layout_block_widths(QUICK_LAYOUT)
+        assert all(len(opts) == k for _, opts in outputs)
+        layers = access.masked_layers(net)
+        assert all(len(access.masked_widths(m)) == k for _, _, m in layers)
+        assert bool(layers) == (k > 1)
     space = benchmark_space(8, (32,), QUICK_LAYOUT, num_classes=10)
     assert space["width_divisor"] == 1
+    # one expansion rate per row: mid widths follow the input's k widths, never k x k
+    rows = [row for stage in space["stages"] for row in stage]
+    assert all(isinstance(row.get("expansion", 1), (int, float)) for row in rows)
+    assert [row.get("expansion") for row in rows] == [e for *_, e in QUICK_LAYOUT]
 
 
 def test_plain_model_is_the_max_width_supernet():
     net = build_supernet(1, (32,), QUICK_LAYOUT, num_classes=10)
     plain = plain_model(QUICK_LAYOUT, num_classes=10, resolution=32)
-    assert not any(isinstance(m, MaskedChannel) for m in plain.modules())
-    supernet_shapes = sorted(tuple(p.shape) for p in net.weight_parameters())
+    assert not any(access.is_masked_layer(m) for m in plain.modules())
+    supernet_shapes = sorted(tuple(p.shape) for p in access.weight_parameters(net))
     plain_shapes = sorted(tuple(p.shape) for p in plain.parameters())
     assert supernet_shapes == plain_shapes
 
@@ -81,21 +97,24 @@ def test_conventional_dnas_equals_masking_with_shared_weights():
     x = torch.randn(4, 3, 32, 32)
     masked_out = net(x)  # samples soft Gumbel gates
     masked_out.square().sum().backward(retain_graph=True)
-    masked_alpha_grads = {n: d.alpha.grad.clone() for n, d in net.decisions.items()}
-    n_masked = sum(isinstance(m, MaskedChannel) for m in net.modules())
+    masked_alpha_grads = access.alpha_grads(net)
+    assert masked_alpha_grads and all(g is not None for g in masked_alpha_grads.values())
+    n_masked = len(access.masked_layers(net))
     assert n_masked > 0
 
     net.zero_grad(set_to_none=True)
-    net.auto_sample = False  # keep the same gates
+    access.keep_current_gates(net)  # keep the same gates
     to_conventional(net)  # per-option convs start as slices of the shared weights
     convs = [m for m in net.modules() if isinstance(m, ConventionalChannel)]
-    assert len(convs) == n_masked and not any(isinstance(m, MaskedChannel) for m in net.modules())
+    assert len(convs) == n_masked and not access.masked_layers(net)
     assert all(len(c.convs) == k for c in convs)
     dnas_out = net(x)
     torch.testing.assert_close(dnas_out, masked_out, rtol=1e-5, atol=1e-5)
     dnas_out.square().sum().backward()
+    dnas_alpha_grads = access.alpha_grads(net)
+    assert dnas_alpha_grads.keys() == masked_alpha_grads.keys()
     for name, grad in masked_alpha_grads.items():
-        torch.testing.assert_close(net.decisions[name].alpha.grad, grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(dnas_alpha_grads[name], grad, rtol=1e-4, atol=1e-5)
 
 
 def test_masked_saved_bytes_flat_in_k_and_dnas_not():
@@ -113,7 +132,9 @@ def test_masked_saved_bytes_flat_in_k_and_dnas_not():
     assert abs(eight / one - 1) <= 0.02, (one, eight)
     plain = plain_model(QUICK_LAYOUT, num_classes=10, resolution=32).train()
     assert abs(saved_bytes_of_step(plain, x, target)[0] / one - 1) <= 0.02
-    assert saved(8, dnas=True) > 2 * eight  # conventional DNAS grows with k
+    # conventional DNAS grows with k: k per-option outputs per searched conv
+    dnas2, dnas8 = saved(2, dnas=True), saved(8, dnas=True)
+    assert one < dnas2 < dnas8 and dnas8 > 1.3 * eight, (one, dnas2, dnas8, eight)
 
 
 def test_quick_cli_writes_json_with_all_rows(tmp_path, repo_root):
@@ -121,9 +142,14 @@ def test_quick_cli_writes_json_with_all_rows(tmp_path, repo_root):
     plot = tmp_path / "bench.png"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, str(repo_root / "tools" / "benchmark_search.py"), "--quick",
-         "--json", str(out), "--plot", str(plot), "--quiet"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False,
+        [sys.executable, str(repo_root / "tools" / "benchmark_search.py"), "--quick", "--quiet"]
+        + ["--json", str(out), "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "PASS" in proc.stdout or "FAIL" in proc.stdout
@@ -144,14 +170,34 @@ def test_quick_cli_writes_json_with_all_rows(tmp_path, repo_root):
     assert all(isinstance(t["pass"], bool) for t in results["targets"])
 
 
-def test_strict_flag_sets_exit_code(monkeypatch):
-    from mobile_cv_nas.benchmarks import search_cost as benchmark
+def test_progress_goes_through_logging_not_print(caplog, capsys):
+    """run_benchmark prints nothing; it logs progress (INFO, DEBUG with quiet)."""
+    argv = "--quick --ks 1,2 --variants plain,masked --repeats 1 --batch 2 --size 16 --no-plot"
+    args = resolve_args(cli.build_parser().parse_args(argv.split() + ["--resolutions", ""]))
+    with caplog.at_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_cost"):
+        results = run_benchmark(args)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+    progress = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert any(m.startswith("[1/3] plain") for m in progress), progress
+    assert [r["k"] for r in results["channels"]] == [1, 2]
+    assert PAPER_NOTE in results["notes"]
 
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_cost"):
+        run_benchmark(dict(args, quiet=True, ks=[1]))
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_strict_flag_sets_exit_code(monkeypatch):
     fake = {
         "settings": {"batch": 1, "size": 8, "device": "cpu", "threads": 1, "isolation": "none"},
-        "channels": [], "resolution": [], "notes": [], "plain": {},
+        "channels": [],
+        "resolution": [],
+        "notes": [],
+        "plain": {},
         "targets": [{"target": "t", "value": 2.0, "bound": 1.0, "pass": False}],
     }
-    monkeypatch.setattr(benchmark, "run_benchmark", lambda args: dict(fake))
-    assert benchmark.main(["--quick", "--no-plot", "--json", "", "--quiet"]) == 0
-    assert benchmark.main(["--quick", "--no-plot", "--json", "", "--quiet", "--strict"]) == 1
+    monkeypatch.setattr(cli, "run_benchmark", lambda args: dict(fake))
+    assert cli.main(["--quick", "--no-plot", "--json", "", "--quiet"]) == 0
+    assert cli.main(["--quick", "--no-plot", "--json", "", "--quiet", "--strict"]) == 1

@@ -7,8 +7,9 @@ conventional DNAS, and resolution search against the plain network at the max re
     python tools/benchmark_search.py --device cuda --batch 128 --size 128
 
 Prints a table, PASS/FAIL rows for the targets, and writes JSON and a plot (default
-output/benchmark_search/). Exit status 0 unless --strict and a target FAILs. The logic lives in
-`mobile_cv_nas.benchmarks.search_cost`; see its docstring for what is measured and how.
+output/benchmark_search/); progress goes to stderr (logging). Exit status 0 unless --strict and
+a target FAILs. The logic lives in the package `mobile_cv_nas.benchmarks.search_cost`; see its
+docstring for what is measured and how, and which module holds what.
 """
 
 import os
@@ -16,13 +17,15 @@ import sys
 import warnings
 
 # fvcore's import-time torch.jit.script calls warn on recent torch; nothing to act on here.
-warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
+)
 
 try:
-    from mobile_cv_nas.benchmarks.search_cost import main
+    from mobile_cv_nas.benchmarks.search_cost.cli import main
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from mobile_cv_nas.benchmarks.search_cost import main
+    from mobile_cv_nas.benchmarks.search_cost.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())
