@@ -82,15 +82,18 @@ def get(
     out_features=None,
     trusted=False,
     sha256=None,
+    norm=None,
 ):
     """Build a zoo model by name.
 
     Args:
         pretrained: load the official weights (or `weights`, a local path/URL override).
         num_classes: a classifier with another number of classes; pretrained weights then
-            fill the backbone only.
+            fill the backbone only. 0: no classifier, the model returns pooled features.
         features_only / out_features: return the backbone alone, giving a dict of stage
-            features (`stage0` ... `stage6`, default all).
+            features (`stage0` ... `stage6`, default all; a list of names).
+        norm: every block's norm, a name ("bn", "sync_bn", "frozen_bn", "gn") or a callable
+            channels -> module (default "bn"); batch-norm weights load into any of the BNs.
         trusted: also unpickle Python objects besides tensors in the weights file (catalog
             or `weights=`), which runs code: only for files whose source you trust. Without
             it such a file is read only when its sha256 is pinned and matches.
@@ -101,13 +104,13 @@ def get(
     if features_only or out_features is not None:
         if num_classes is not None:
             raise ValueError("num_classes applies to the classifier; a backbone has no head.")
-        if out_features is not None and len(out_features) == 0:
-            raise ValueError("out_features is empty; name at least one stage, e.g. ['stage4'].")
-        names = out_features or [f"stage{i}" for i in range(len(arch.stages))]
-        model = build_backbone(arch, out_features=names)
+        names = out_features
+        if names is None:
+            names = [f"stage{i}" for i in range(len(arch.stages))]
+        model = build_backbone(arch, out_features=names, norm=norm)
         target = model
     else:
-        model = build_model(arch, num_classes=num_classes)
+        model = build_model(arch, num_classes=num_classes, norm=norm)
         target = model if num_classes in (None, arch.num_classes) else model.backbone
     if pretrained or weights is not None:
         if weights is None:

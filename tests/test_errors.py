@@ -271,3 +271,73 @@ def test_corrupt_checkpoints_are_not_called_untrusted(tmp_path, f1_file):
         # trust does not turn a corrupt file into a different error
         with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
             load_checkpoint(model, str(path), trusted=True)
+
+
+# ------------------------------------------------------------- nothing silent: models
+
+
+def test_unknown_block_defaults_key_is_named_with_a_suggestion():
+    with pytest.raises(ArchDefError) as err:
+        parse_arch_def(dict(BASE, block_defaults={"zero_last_bn_gama": True}))
+    msg = str(err.value)
+    assert "field 'block_defaults'" in msg and "'zero_last_bn_gama'" in msg
+    assert "Did you mean 'zero_last_bn_gamma'" in msg
+    with pytest.raises(ArchDefError, match="'stride' belongs in each block row"):
+        parse_arch_def(dict(BASE, block_defaults={"stride": 2}))
+    # a key some op of the arch takes is fine, and reaches the blocks that take it
+    model = build_model(dict(BASE, block_defaults={"norm": "frozen_bn"}))
+    assert type(model.backbone.stages.xif1_0.dw.bn).__name__ == "FrozenBatchNorm2d"
+
+
+@pytest.mark.parametrize("where", ["row", "defaults"])
+def test_bad_norm_name_is_located(where):
+    arch = copy.deepcopy(BASE)
+    if where == "row":
+        arch["stages"][1][0]["norm"] = "batchnorm"
+    else:
+        arch["block_defaults"] = {"norm": "batchnorm"}
+    with pytest.raises(ArchDefError, match=r"(block 0, field 'norm'|key 'norm').*Unknown norm"):
+        parse_arch_def(arch)
+
+
+def test_num_classes_zero_returns_pooled_features_and_negative_is_refused():
+    model = build_model(BASE, num_classes=0).eval()
+    with torch.no_grad():
+        features = model(torch.zeros(2, 3, 32, 32))
+    assert features.shape == (2, 64) and model.head.conv is None
+    assert model_zoo.get("FBNetV2_F1", num_classes=0)(torch.zeros(1, 3, 64, 64)).shape == (1, 1600)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="num_classes.*integer >= 0"):
+            build_model(BASE, num_classes=bad)
+    with pytest.raises(ArchDefError, match="field 'num_classes'.*integer >= 0"):
+        parse_arch_def(dict(BASE, num_classes=-3))
+
+
+def test_out_features_as_a_string_is_refused():
+    from mobile_cv_nas.arch import build_backbone
+
+    for make in (
+        lambda: build_backbone(BASE, out_features="stage1"),
+        lambda: model_zoo.get("FBNetV2_F1", out_features="stage3"),
+    ):
+        with pytest.raises(TypeError, match=r"out_features must be a list.*\['stage"):
+            make()
+    with pytest.raises(ValueError, match="out_features is empty"):
+        model_zoo.get("FBNetV2_F1", out_features=[])
+
+
+def test_zoo_model_with_another_norm_loads_batch_norm_weights(tmp_path):
+    from torchvision.ops import FrozenBatchNorm2d
+
+    source = model_zoo.get("FBNetV2_F1").eval()
+    with torch.no_grad():
+        for name, t in source.state_dict().items():
+            if name.endswith(("running_mean", "bias")):
+                t.normal_()
+    path = tmp_path / "model.pth"
+    torch.save({"state_dict": source.state_dict()}, path)
+    frozen = model_zoo.get("fbnetv2_f1", weights=str(path), norm="frozen_bn").eval()
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(frozen(x), source(x), atol=1e-5)
