@@ -9,7 +9,6 @@ fvcore's default total also counts BatchNorm, so it is reported beside as `fvcor
 
 import dataclasses
 import warnings
-from typing import Dict
 
 import numpy as np
 import torch
@@ -71,16 +70,14 @@ class PublishedFlopCountAnalysis(JitModelAnalysis):
             **{"aten::adaptive_avg_pool2d": global_pool_input_elements},
             **{"aten::mean": global_pool_input_elements},
         )
-        self.set_op_handle(**{op: None for op in _IGNORED_OPS})
+        self.set_op_handle(**dict.fromkeys(_IGNORED_OPS))
         self.unsupported_ops_warnings(False)
         self.uncalled_modules_warnings(False)
 
 
 def count_weight_params(model):
     """Conv/linear weight elements (the published params convention)."""
-    return sum(
-        m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))
-    )
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
 
 
 @dataclasses.dataclass
@@ -88,7 +85,7 @@ class CostReport:
     flops: int  # published convention, multiply-adds
     params: int  # published convention, weight elements
     fvcore_total: int  # fvcore's default total (counts BatchNorm too)
-    by_module: Dict[str, int]  # published-convention FLOPs per module
+    by_module: dict[str, int]  # published-convention FLOPs per module
 
     @property
     def mflops(self):

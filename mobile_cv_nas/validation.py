@@ -13,7 +13,7 @@ def check_positive_int(value, where, error=ValueError):
 
 
 def error_location(subject, stage=None, item=None, field=None):
-    """"arch 'x', stage 2, block 1, field 'op'": where an error is, for its message.
+    """ "arch 'x', stage 2, block 1, field 'op'": where an error is, for its message.
 
     `item` is a (label, index) pair such as ("block", 1) or ("row", 0).
     """

@@ -9,7 +9,6 @@ from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import derive_model
 from mobile_cv_nas.search.resolution_sampler import subsample_indices
 
-
 NORMS = (nn.BatchNorm2d, nn.SyncBatchNorm, nn.GroupNorm, FrozenBatchNorm2d)
 
 
@@ -27,6 +26,16 @@ def randomize(net, seed=0):
             if getattr(m, "running_var", None) is not None:
                 m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
                 m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return net
+
+
+def favour(net, **choices):
+    """Make the option `value` the argmax of each decision named (`{"out:0": 16}`)."""
+    with torch.no_grad():
+        for name, value in choices.items():
+            d = net.decisions[name]
+            d.alpha.fill_(-5.0)
+            d.alpha[d.options.index(value)] = 5.0
     return net
 
 

@@ -12,7 +12,17 @@ from mobile_cv_nas.blocks.inverted_residual import mid_width, se_width
 from mobile_cv_nas.blocks.ops import PAPER_MICRO_OPS
 from mobile_cv_nas.layers import ChannelShuffle, ConvBNAct, HSigmoid, HSwish, make_divisible
 
-PAPER_OPS = ["ir_k3", "ir_k5", "ir_k3_hs", "ir_k5_hs", "ir_k3_se", "ir_k5_se", "ir_k3_se_hs", "ir_k5_se_hs", "skip"]
+PAPER_OPS = [
+    "ir_k3",
+    "ir_k5",
+    "ir_k3_hs",
+    "ir_k5_hs",
+    "ir_k3_se",
+    "ir_k5_se",
+    "ir_k3_se_hs",
+    "ir_k5_se_hs",
+    "skip",
+]
 OFFICIAL_OPS = [
     "conv_k1",
     "conv_k3",
@@ -135,7 +145,9 @@ def test_official_mid_widths_from_expansion():
 
 
 def test_hswish_hsigmoid_match_torch():
-    x = torch.cat([torch.linspace(-8, 8, 1601), torch.randn(1000) * 4, torch.tensor([-3.0, 3.0, 0.0])])
+    x = torch.cat(
+        [torch.linspace(-8, 8, 1601), torch.randn(1000) * 4, torch.tensor([-3.0, 3.0, 0.0])]
+    )
     assert torch.allclose(HSwish()(x), F.hardswish(x), atol=1e-6, rtol=0)
     assert torch.allclose(HSigmoid()(x), F.hardsigmoid(x), atol=1e-6, rtol=0)
 

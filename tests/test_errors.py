@@ -62,7 +62,13 @@ def test_unknown_model_name():
 @pytest.mark.parametrize(
     "stage, block, changes, field, words",
     [
-        (1, 1, {"op": "ir_k5_se_sh"}, "op", ["Unknown block op 'ir_k5_se_sh'", "Did you mean", "'ir_k5_se_hs'"]),
+        (
+            1,
+            1,
+            {"op": "ir_k5_se_sh"},
+            "op",
+            ["Unknown block op 'ir_k5_se_sh'", "Did you mean", "'ir_k5_se_hs'"],
+        ),
         (1, 0, {"out_channels": -16}, "out_channels", ["positive integer", "-16"]),
         (1, 0, {"out_channels": 16.5}, "out_channels", ["positive integer", "16.5"]),
         (1, 1, {"out_channels": _DROP}, "out_channels", ["missing required field"]),

@@ -5,7 +5,7 @@ is refused with an error that says what is missing."""
 import pytest
 import torch
 import torch.nn as nn
-from search_helpers import assert_derived_computes_argmax_supernet, randomize
+from search_helpers import assert_derived_computes_argmax_supernet, favour, randomize
 
 from mobile_cv_nas.blocks import BLOCK_REGISTRY
 from mobile_cv_nas.layers import ConvBNAct
@@ -64,17 +64,13 @@ def _space(ops, first=(8, 16, 8), second=(16, 24, 8), expansion=None, **top):
         for row in rows:
             row["expansion"] = expansion
     return {
-        "name": "adapters", "resolutions": [32, 24], "width_divisor": 8, "num_classes": 5,
-        "stages": [[{"op": "conv_k3_hs", "channels": 16, "stride": 2}], rows], **top,
+        "name": "adapters",
+        "resolutions": [32, 24],
+        "width_divisor": 8,
+        "num_classes": 5,
+        "stages": [[{"op": "conv_k3_hs", "channels": 16, "stride": 2}], rows],
+        **top,
     }
-
-
-def _pick(net, **choices):
-    with torch.no_grad():
-        for name, value in choices.items():
-            d = net.decisions[name]
-            d.alpha.fill_(-5.0)
-            d.alpha[d.options.index(value)] = 5.0
 
 
 def test_a_registered_block_is_searched_derived_and_counted():
@@ -88,8 +84,9 @@ def test_a_registered_block_is_searched_derived_and_counted():
     assert net.decisions["op:xif1_1"].alpha.grad.abs().sum() > 0
     for seed, (c0, c1) in enumerate([(8, 16), (16, 24), (16, 16)]):
         randomize(net, seed)
-        _pick(net, **{"op:xif1_0": "test_dw_pw", "op:xif1_1": "test_dw_pw", "out:1": c0,
-                      "out:2": c1})
+        favour(
+            net, **{"op:xif1_0": "test_dw_pw", "op:xif1_1": "test_dw_pw", "out:1": c0, "out:2": c1}
+        )
         model = assert_derived_computes_argmax_supernet(net)  # outputs and exact cost
         assert [row["op"] for row in model.arch_def.stages[1]] == ["test_dw_pw"] * 2
         assert isinstance(model.backbone.stages.xif1_1, DwPw)
@@ -172,12 +169,17 @@ def test_grouped_expansion_derives_exactly_at_every_mid_width(mid):
     """The grouped (g=2) 1x1 expansion + shuffle of `ir_k3_g2`, with mid options {32, 48, 64}:
     masked per group, so the argmax supernet is the derived model at every mid width."""
     space = {
-        "name": "g2", "resolutions": [16], "width_divisor": 8, "num_classes": 4,
-        "stages": [[{"op": "conv_k3", "channels": 16, "stride": 2}],
-                   [{"op": "ir_k3_g2", "channels": [16, 24, 8], "expansion": [2, 4, 1]}]],
+        "name": "g2",
+        "resolutions": [16],
+        "width_divisor": 8,
+        "num_classes": 4,
+        "stages": [
+            [{"op": "conv_k3", "channels": 16, "stride": 2}],
+            [{"op": "ir_k3_g2", "channels": [16, 24, 8], "expansion": [2, 4, 1]}],
+        ],
     }
     net = randomize(Supernet(space), mid)
-    _pick(net, **{"expansion:xif1_0": mid // 16})
+    favour(net, **{"expansion:xif1_0": mid // 16})
     model = assert_derived_computes_argmax_supernet(net)
     block = model.backbone.stages.xif1_0
     assert block.mid_channels == mid and block.pw.conv.groups == 2

@@ -97,7 +97,12 @@ def test_channel_options_from_low_high_step():
     assert range_options((12, 16, 4), "channels", "int") == [12, 16]
     assert range_options(8, "channels", "int") == [8]
     assert range_options((0.75, 4.5, 0.75), "expansion", "number") == [
-        0.75, 1.5, 2.25, 3.0, 3.75, 4.5
+        0.75,
+        1.5,
+        2.25,
+        3.0,
+        3.75,
+        4.5,
     ]
 
 
@@ -127,7 +132,9 @@ def test_eq1_with_shared_weights_equals_eq3(act):
     choice.set_gates(gates)
     x = torch.randn(2, 6, 9, 9)
     full = layer(x)
-    eq1 = sum(g * F.pad(full[:, :c], (0, 0, 0, 0, 0, 16 - c)) for g, c in zip(gates, widths))
+    eq1 = sum(
+        g * F.pad(full[:, :c], (0, 0, 0, 0, 0, 16 - c)) for g, c in zip(gates, widths, strict=True)
+    )
     masked = MaskedChannel(ConvBNAct(6, 16, 3, act=None).eval(), choice)
     masked.load_state_dict(layer.state_dict())
     assert (masked(x) - eq1).abs().max().item() <= 1e-6
@@ -274,7 +281,8 @@ def _eq1(layer, x, widths, gates):
     """sum_i g_i PAD(b_i(x)): each option's full layer (with its activation), zero-padded."""
     full = layer(x)
     return sum(
-        g * F.pad(full[:, :c], (0, 0, 0, 0, 0, full.shape[1] - c)) for g, c in zip(gates, widths)
+        g * F.pad(full[:, :c], (0, 0, 0, 0, 0, full.shape[1] - c))
+        for g, c in zip(gates, widths, strict=True)
     )
 
 
@@ -316,7 +324,7 @@ def test_expanded_channels_are_rate_times_each_input_width():
     rates.set_gates([0.5, 0.3, 0.2])
     weights = torch.outer(torch.tensor([0.25, 0.75]), torch.tensor([0.5, 0.3, 0.2])).flatten()
     assert torch.allclose(mid.width_gates(), weights)
-    expected = sum(w * c for w, c in zip(weights.tolist(), mid.widths()))
+    expected = sum(w * c for w, c in zip(weights.tolist(), mid.widths(), strict=True))
     assert mid.expected().item() == pytest.approx(expected)
     assert mid.mask().shape == (96,)
     assert mid.mask()[0].item() == pytest.approx(1.0)  # every width keeps channel 0

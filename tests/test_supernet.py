@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from search_helpers import (
     argmax_eval,
     assert_derived_computes_argmax_supernet,
+    favour,
     randomize,
     subsampled,
 )
 
 from mobile_cv_nas.arch import build_model, parse_arch_def
+from mobile_cv_nas.blocks.ops import PAPER_MICRO_OPS
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import (
     EffectiveFlopCountAnalysis,
@@ -102,8 +104,9 @@ def test_weight_inheritance_after_training_steps():
         _train_step(net, batch=8, seed=step).backward()
         opt.step()
     model = assert_derived_computes_argmax_supernet(net, batch=3)
-    assert not any("Choice" in type(m).__name__ or "Masked" in type(m).__name__
-                   for m in model.modules())
+    assert not any(
+        "Choice" in type(m).__name__ or "Masked" in type(m).__name__ for m in model.modules()
+    )
 
 
 def test_derive_from_f_space_yields_the_favoured_architecture():
@@ -184,10 +187,7 @@ def test_softmax_and_hard_sampling_through_the_supernet():
             assert d.alpha.grad.abs().sum() > 0, name
     sampled = {n: int(d.gates.detach().argmax()) for n, d in net.decisions.items()}
     assert all(sorted(d.gates.detach().tolist())[-1] == 1.0 for d in net.decisions.values())
-    with torch.no_grad():
-        for n, d in net.decisions.items():
-            d.alpha.fill_(-4.0)
-            d.alpha[sampled[n]] = 4.0
+    favour(net, **{n: d.options[sampled[n]] for n, d in net.decisions.items()})
     model = derive_model(net).eval()
     with torch.no_grad():
         expected = model(subsampled(x, model.arch_def.input_size))
@@ -236,7 +236,10 @@ def test_fvcore_effective_analysis_one_hot_equals_derived_model():
 
 def test_rows_without_expansion_use_the_ops_default():
     space = {
-        "name": "defaults", "resolutions": [32], "width_divisor": 8, "num_classes": 5,
+        "name": "defaults",
+        "resolutions": [32],
+        "width_divisor": 8,
+        "num_classes": 5,
         "stages": [
             [{"op": "conv_k3_hs", "channels": 16, "stride": 2}],
             [{"ops": ["ir_k3", "skip"], "channels": [8, 16, 8]}],  # IR default: expansion 1
@@ -255,18 +258,17 @@ def test_block_without_expansion_stays_so_whatever_input_width(stem_width):
     """expansion 1 on a searched input width: no pw in the supernet, none in the derived
     model either (the width divisor must not round 12 up to 16 and add one)."""
     space = {
-        "name": "no_pw", "resolutions": [32], "width_divisor": 8, "num_classes": 5,
+        "name": "no_pw",
+        "resolutions": [32],
+        "width_divisor": 8,
+        "num_classes": 5,
         "stages": [
             [{"op": "conv_k3_hs", "channels": [8, 16, 4], "stride": 2}],
             [{"ops": ["ir_k3", "ir_k3_se_hs"], "channels": [8, 16, 8], "expansion": 1}],
             [{"op": "ir_pool_hs", "channels": 32, "expansion": 4}],
         ],
     }
-    net = randomize(Supernet(space), 7)
-    with torch.no_grad():
-        stem = net.decisions["out:0"]
-        stem.alpha.fill_(-5.0)
-        stem.alpha[stem.options.index(stem_width)] = 5.0
+    net = favour(randomize(Supernet(space), 7), **{"out:0": stem_width})
     model = assert_derived_computes_argmax_supernet(net)
     block = model.backbone.stages.xif1_0
     assert block.pw is None and block.mid_channels == stem_width
@@ -276,7 +278,10 @@ def test_expansion_rates_apply_to_the_picked_input_width():
     """mid = rate x the INPUT width picked (not the widest input): the derived row's mid width
     is make_divisible(c_in x e) for every (c_in, e)."""
     space = {
-        "name": "rates", "resolutions": [16], "width_divisor": 8, "num_classes": 3,
+        "name": "rates",
+        "resolutions": [16],
+        "width_divisor": 8,
+        "num_classes": 3,
         "stages": [
             [{"op": "conv_k3", "channels": [16, 32, 16], "stride": 2}],
             [{"op": "ir_k3", "channels": 24, "expansion": [0.75, 2.25, 0.75]}],
@@ -285,18 +290,13 @@ def test_expansion_rates_apply_to_the_picked_input_width():
     for c_in in (16, 32):
         for rate in (0.75, 1.5, 2.25):
             net = randomize(Supernet(space), 8)
-            with torch.no_grad():
-                for name, value in (("out:0", c_in), ("expansion:xif1_0", rate)):
-                    d = net.decisions[name]
-                    d.alpha.fill_(-5.0)
-                    d.alpha[d.options.index(value)] = 5.0
+            favour(net, **{"out:0": c_in, "expansion:xif1_0": rate})
             model = assert_derived_computes_argmax_supernet(net)
             assert model.backbone.stages.xif1_0.mid_channels == expanded_width(c_in, rate, 8)
 
 
 def _random_space(rng):
-    micro = ["ir_k3", "ir_k5", "ir_k3_hs", "ir_k5_hs", "ir_k3_se", "ir_k5_se", "ir_k3_se_hs",
-             "ir_k5_se_hs", "skip"]
+    micro = list(PAPER_MICRO_OPS)
 
     def channels():
         low = rng.choice([4, 8, 12, 16])
@@ -318,9 +318,15 @@ def _random_space(rng):
             stages[-1].append(dict(row, stride=1, repeat=1))
     stages.append([{"op": "ir_pool_hs", "channels": 24, "expansion": rng.choice([2, 4])}])
     resolutions = rng.choice([[32], [32, 24], [32, 28, 24, 16]])
-    return {"name": "random", "resolutions": resolutions, "width_divisor": rng.choice([1, 4, 8]),
-            "num_classes": 7, "in_channels": rng.choice([1, 3]),
-            "channel_decisions": rng.choice(["per_stage", "per_block"]), "stages": stages}
+    return {
+        "name": "random",
+        "resolutions": resolutions,
+        "width_divisor": rng.choice([1, 4, 8]),
+        "num_classes": 7,
+        "in_channels": rng.choice([1, 3]),
+        "channel_decisions": rng.choice(["per_stage", "per_block"]),
+        "stages": stages,
+    }
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -336,7 +342,10 @@ def test_per_block_residuals_follow_the_picked_widths():
     """per_block: a stride-1 block adds its input with weight P(in == out); the derived block
     has its residual (and a skip is the identity) exactly when the widths picked agree."""
     space = {
-        "name": "pb", "resolutions": [16], "width_divisor": 8, "num_classes": 3,
+        "name": "pb",
+        "resolutions": [16],
+        "width_divisor": 8,
+        "num_classes": 3,
         "channel_decisions": "per_block",
         "stages": [
             [{"op": "conv_k3", "channels": [8, 16, 8], "stride": 2}],
@@ -350,11 +359,7 @@ def test_per_block_residuals_follow_the_picked_widths():
     assert p.item() == pytest.approx((g_in * g_out).sum().item())  # options [8, 16] alike
     for c_in, c_out, op in ((8, 8, "ir_k3"), (8, 16, "ir_k3"), (16, 16, "skip"), (16, 8, "skip")):
         randomize(net, c_in + c_out)
-        with torch.no_grad():
-            for name, value in (("out:0", c_in), ("out:1", c_out), ("op:xif1_0", op)):
-                d = net.decisions[name]
-                d.alpha.fill_(-5.0)
-                d.alpha[d.options.index(value)] = 5.0
+        favour(net, **{"out:0": c_in, "out:1": c_out, "op:xif1_0": op})
         block = assert_derived_computes_argmax_supernet(net).backbone.stages.xif1_0
         if op == "ir_k3":
             assert block.use_residual == (c_in == c_out)

@@ -12,9 +12,13 @@ import difflib
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
+try:
+    from mobile_cv_nas.io import load_yaml
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, str(ROOT))
+    from mobile_cv_nas.io import load_yaml
+
 CATALOG = ROOT / "model_zoo" / "catalog.yaml"
 OUTPUT = ROOT / "model_zoo" / "MODEL_ZOO.md"
 
@@ -56,9 +60,8 @@ def render(catalog):
     defaults = catalog.get("defaults", {})
     models = catalog["models"]
     lines = [HEADER]
-    lines.append(
-        "| model | arch def | resolution | eval resize | MFLOPs | M params | top-1 | top-5 | weights |"
-    )
+    columns = "model, arch def, resolution, eval resize, MFLOPs, M params, top-1, top-5, weights"
+    lines.append("| " + " | ".join(columns.split(", ")) + " |")
     lines.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for name in sorted(models, key=lambda n: (not n.startswith("FBNetV2"), n)):
         info = models[name]
@@ -121,8 +124,7 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
 
-    with open(args.catalog) as f:
-        text = render(yaml.safe_load(f))
+    text = render(load_yaml(args.catalog, "Model zoo catalog"))
     if args.check:
         current = args.output.read_text(encoding="utf-8") if args.output.exists() else ""
         if current != text:

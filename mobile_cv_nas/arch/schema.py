@@ -23,7 +23,7 @@ otherwise be ignored everywhere). Errors name the stage, block and field at faul
 import copy
 import dataclasses
 import difflib
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 import yaml
 
@@ -63,8 +63,8 @@ class BlockDef:
     op: str
     out_channels: int
     stride: int = 1
-    expansion: Optional[float] = None
-    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    expansion: float | None = None
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self):
@@ -73,13 +73,13 @@ class BlockDef:
 
 @dataclasses.dataclass
 class ArchDef:
-    stages: List[List[Dict[str, Any]]]
-    name: Optional[str] = None
+    stages: list[list[dict[str, Any]]]
+    name: str | None = None
     input_size: int = 224
     in_channels: int = 3
     width_divisor: int = 1
     num_classes: int = 1000
-    block_defaults: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    block_defaults: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def blocks(self):
         """Blocks in forward order, repeats expanded (only the first copy keeps the stride)."""

@@ -3,11 +3,11 @@
 Importing this package registers the built-in ops (see `ops.py`).
 """
 
-from .registry import BLOCK_REGISTRY, BlockRegistry, build_block
+from . import ops  # noqa: F401  (registers the built-in ops)
 from .inverted_residual import InvertedResidual
 from .pool_block import InvertedPool
+from .registry import BLOCK_REGISTRY, BlockRegistry, build_block
 from .skip import Skip
-from . import ops  # noqa: F401  (registers the built-in ops)
 
 __all__ = [
     "BLOCK_REGISTRY",

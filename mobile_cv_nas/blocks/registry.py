@@ -36,16 +36,16 @@ class BlockRegistry(Registry):
         return variant
 
     def names(self):
-        return sorted(self._obj_map)
+        return sorted(name for name, _ in self)
 
     def get(self, name):
-        if name not in self._obj_map:
+        if name not in self:
             close = difflib.get_close_matches(str(name), self.names(), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(
                 f"Unknown block op {name!r}.{hint} Registered ops: {', '.join(self.names())}."
             )
-        return self._obj_map[name]
+        return super().get(name)
 
     def default_option(self, name, option):
         """The default value of `option` for op `name` (None if it has none)."""

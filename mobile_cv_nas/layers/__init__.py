@@ -3,9 +3,9 @@
 from .activations import HSigmoid, HSwish, build_activation
 from .conv_bn_act import ConvBNAct
 from .norm import build_norm, norm_name
-from .squeeze_excite import SqueezeExcite
-from .shuffle import ChannelShuffle
 from .rounding import make_divisible
+from .shuffle import ChannelShuffle
+from .squeeze_excite import SqueezeExcite
 
 __all__ = [
     "HSigmoid",

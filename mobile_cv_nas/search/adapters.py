@@ -28,7 +28,7 @@ A user's block becomes searchable by registering an adapter (see the README):
 """
 
 import dataclasses
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
@@ -60,7 +60,7 @@ class BlockContext:
     stride: int
     in_width: ChannelChoice  # the block's input width (the previous block's output decision)
     out_width: ChannelChoice  # the block's output width decision
-    expansion: Optional[Decision]  # the block's expansion-rate decision; None: the op default
+    expansion: Decision | None  # the block's expansion-rate decision; None: the op default
     width_divisor: int
     norm: Any = "bn"
 
@@ -141,8 +141,7 @@ def adapter_for(module, op="?"):
         if cls in adapters:
             adapter = adapters[cls]
             missing = [
-                m for m in REQUIRED_METHODS
-                if getattr(type(adapter), m) is getattr(BlockAdapter, m)
+                m for m in REQUIRED_METHODS if getattr(type(adapter), m) is getattr(BlockAdapter, m)
             ]
             if missing:
                 raise SearchAdapterError(
@@ -181,7 +180,9 @@ def copy_leading_corner(target, source, grouped=()):
                     continue
                 raise KeyError(f"Cannot inherit {key!r}: the supernet block has no such tensor.")
             src = source_state[key]
-            if tensor.dim() != src.dim() or any(t > s for t, s in zip(tensor.shape, src.shape)):
+            if tensor.dim() != src.dim() or any(
+                t > s for t, s in zip(tensor.shape, src.shape, strict=True)
+            ):
                 raise ValueError(
                     f"Cannot inherit {key!r}: supernet shape {tuple(src.shape)} does not cover "
                     f"the derived shape {tuple(tensor.shape)} (slicing would broadcast)."

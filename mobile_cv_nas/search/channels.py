@@ -68,16 +68,19 @@ class ChannelSource:
         """M = sum_i g_i 1_i over `max_channels` channels. With `groups` > 1 the channels are
         `groups` equal blocks (a grouped conv's outputs) and 1_i keeps the first c_i / groups
         channels of each block, which a channel shuffle then brings to the front."""
-        gates = self.width_gates()
         cache = self.__dict__.setdefault("_mask_cache", {})
         key = self._gate_key()
-        if cache.get("key") is None or len(key) != len(cache["key"]) or any(
-            a is not b for a, b in zip(key, cache["key"])
+        cached = cache.get("key")
+        if (
+            cached is None
+            or len(key) != len(cached)
+            or any(a is not b for a, b in zip(key, cached, strict=True))
         ):
             cache.clear()
             cache["key"] = key
         slot = (groups, torch.is_grad_enabled())  # a mask made under no_grad has no graph
         if slot not in cache:
+            gates = self.width_gates()
             cache[slot] = gates @ self._indicators(groups, gates.device, gates.dtype)
         return cache[slot]
 

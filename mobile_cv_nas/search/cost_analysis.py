@@ -82,7 +82,11 @@ class EffectiveFlopCountAnalysis(JitModelAnalysis):
         sampler = self._supernet.resolution_sampler
         # each resolution run takes its gate's share of a layer's (expected) cost; shares in
         # float64 summing to 1, so the runs add up to the loss term's value
-        gates_sum = 1.0 if sampler is None else float(sampler.choice.current_gates().double().sum())
+        gates_sum = (
+            1.0
+            if sampler is None
+            else float(sampler.choice.current_gates().detach().double().sum())
+        )
         hooks = []
         for name, cost in self._layers.items():
             module = modules[name]
@@ -113,7 +117,7 @@ class EffectiveFlopCountAnalysis(JitModelAnalysis):
             self._recording_now = False
             self._supernet.sampler = gumbel
             self._supernet.auto_sample = auto_sample
-            for d, g in zip(decisions, gates):
+            for d, g in zip(decisions, gates, strict=True):
                 d.gates = g
             for h in hooks:
                 h.remove()

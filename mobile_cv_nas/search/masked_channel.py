@@ -59,7 +59,9 @@ class MaskedChannel(nn.Module):
         y = self.conv(x)
         norm = self._modules.get("bn")
         if _affine_norm(norm) and not torch.jit.is_tracing():
-            y = functional_call(norm, {"weight": norm.weight * mask, "bias": norm.bias * mask}, (y,))
+            y = functional_call(
+                norm, {"weight": norm.weight * mask, "bias": norm.bias * mask}, (y,)
+            )
         else:  # no affine norm, or a jit trace (fvcore analyses): the same values
             if norm is not None:
                 y = norm(y)

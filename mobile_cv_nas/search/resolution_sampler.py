@@ -13,12 +13,9 @@ import torch
 import torch.nn as nn
 
 
-
 def subsample_indices(full, small, device=None):
     """Nearest-neighbour source index of each of `small` samples out of `full`."""
-    return torch.div(
-        torch.arange(small, device=device) * full, small, rounding_mode="floor"
-    )
+    return torch.div(torch.arange(small, device=device) * full, small, rounding_mode="floor")
 
 
 def scatter_positions(full, small, stride, device=None):

@@ -85,10 +85,10 @@ Fixed parts (a one-op stem, the head) contribute factors of 1.
 
 import copy
 import dataclasses
+import itertools
 import math
 import os
 from fractions import Fraction
-from typing import Optional
 
 from ..arch.schema import block_name
 from ..blocks import BLOCK_REGISTRY
@@ -147,7 +147,7 @@ class RowSpace:
 
     ops: list[str]
     channels: list[int]  # ascending output-channel options
-    expansions: Optional[list[float]] = None  # ascending expansion options; None = not searched
+    expansions: list[float] | None = None  # ascending expansion options; None = not searched
     stride: int = 1
     repeat: int = 1
 
@@ -174,7 +174,7 @@ class BlockSpace:
     index: int  # position within the stage, repeats expanded (as in the arch-def schema)
     ops: list[str]
     channels: list[int]
-    expansions: Optional[list[float]]
+    expansions: list[float] | None
     stride: int
     shares_output_with_previous: bool
     decision_id: int  # id of this block's output-channel decision (shared by repeat copies)
@@ -199,7 +199,7 @@ class SpaceDecision:
 
 @dataclasses.dataclass
 class SearchSpace:
-    name: Optional[str]
+    name: str | None
     cost: str
     resolutions: list[int]  # descending: max first
     width_divisor: int
@@ -213,7 +213,7 @@ class SearchSpace:
         return self.resolutions[0]
 
     def where(self, block):
-        """"space 'x', stage s, row r, field 'ops'": where a block's ops are, for errors."""
+        """ "space 'x', stage s, row r, field 'ops'": where a block's ops are, for errors."""
         return _where(self.name, block.stage, block.row, "ops")
 
     def blocks(self):
@@ -227,10 +227,7 @@ class SearchSpace:
                 for k in range(row.repeat):
                     stride = row.stride if k == 0 else 1
                     shares = (
-                        per_stage
-                        and bool(out)
-                        and stride == 1
-                        and out[-1].channels == row.channels
+                        per_stage and bool(out) and stride == 1 and out[-1].channels == row.channels
                     )
                     if not shares:
                         decision += 1
@@ -354,7 +351,7 @@ def _compact(options):
     if len(options) == 1:
         return options[0]
     step = options[1] - options[0]
-    if all(math.isclose(b - a, step) for a, b in zip(options, options[1:])):
+    if all(math.isclose(b - a, step) for a, b in itertools.pairwise(options)):
         if all(is_int(o) for o in options):
             return [options[0], options[-1], step]
         return [options[0], options[-1], round(step, 10)]
@@ -368,9 +365,7 @@ def range_options(value, where, kind):
     what = "a positive integer" if kind == "int" else "a positive number"
     if not isinstance(value, (list, tuple)):
         if not ok(value) or value <= 0:
-            raise SearchSpaceError(
-                f"{where}: must be {what} or [low, high, step], got {value!r}."
-            )
+            raise SearchSpaceError(f"{where}: must be {what} or [low, high, step], got {value!r}.")
         return [value]
     if len(value) != 3:
         raise SearchSpaceError(

@@ -201,4 +201,3 @@ class Supernet(nn.Module):
         """The cost term of the loss: effective FLOPs or params, as the space says."""
         total = self.effective_cost()
         return total.flops if self.space.cost == "flops" else total.params
-
