@@ -67,17 +67,13 @@ class BlockContext:
     def __post_init__(self):
         if self.expansion is not None and BLOCK_REGISTRY.uses_expansion(self.op):
             rates = self.expansion
-        else:
-            rates = BLOCK_REGISTRY.default_option(self.op, "expansion")
-            rates = 1.0 if rates is None else rates
-        # a block without expansion (every rate 1) has mid == in: the input width itself
-        if isinstance(rates, Decision):
-            no_expansion = all(r == 1 for r in rates.options)
-        else:
-            no_expansion = rates == 1
+        else:  # the op's own default (IR 1, pool block 6); none for ops without expansion
+            rates = BLOCK_REGISTRY.default_option(self.op, "expansion") or 1.0
+        options = rates.options if isinstance(rates, Decision) else (rates,)
+        # without expansion (every rate 1) the mid width is the input width itself
         self.mid_width = (
             self.in_width
-            if no_expansion
+            if all(r == 1 for r in options)
             else ExpandedChannels(self.in_width, rates, self.width_divisor)
         )
 
@@ -105,7 +101,8 @@ class BlockAdapter:
     block_type = None
     identity = None
 
-    def build_options(self, block_ctx):
+    def build_options(self, ctx):
+        """Extra builder arguments for the widest candidate."""
         return {}
 
     def mask(self, block, ctx):
