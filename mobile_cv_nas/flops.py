@@ -32,6 +32,8 @@ _COUNTED_OPS = {
     "aten::matmul": matmul_flop_jit,
     "aten::bmm": bmm_flop_jit,
 }
+#: The ops a global average pool traces to (one op per element entering it).
+GLOBAL_POOL_OPS = ("aten::adaptive_avg_pool2d", "aten::mean")
 #: Ops deliberately not counted (listed so fvcore does not warn about them).
 _IGNORED_OPS = (
     "aten::batch_norm",
@@ -66,10 +68,7 @@ class PublishedFlopCountAnalysis(JitModelAnalysis):
     def __init__(self, model, inputs):
         super().__init__(model, inputs)
         self.set_op_handle(**_COUNTED_OPS)
-        self.set_op_handle(
-            **{"aten::adaptive_avg_pool2d": global_pool_input_elements},
-            **{"aten::mean": global_pool_input_elements},
-        )
+        self.set_op_handle(**dict.fromkeys(GLOBAL_POOL_OPS, global_pool_input_elements))
         self.set_op_handle(**dict.fromkeys(_IGNORED_OPS))
         self.unsupported_ops_warnings(False)
         self.uncalled_modules_warnings(False)

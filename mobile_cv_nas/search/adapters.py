@@ -28,6 +28,7 @@ A user's block becomes searchable by registering an adapter (see the README):
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import torch
@@ -238,8 +239,7 @@ class InvertedResidualAdapter(BlockAdapter):
             ctx.mask(block, "pw", mid, groups=block.pw.conv.groups)
         ctx.mask(block, "dw", mid)
         if block.se is not None:
-            divisor = ctx.width_divisor
-            ctx.mask(block.se.se, "0", mid.mapped(lambda m: se_width(m, divisor)))
+            ctx.mask(block.se.se, "0", self._se_width(ctx))
         ctx.mask(block, "pwl", ctx.out_width)
         return block
 
@@ -252,7 +252,7 @@ class InvertedResidualAdapter(BlockAdapter):
         cost, shape = layer_cost(block.dw.conv, shape, mid, mid)
         layers.append((block.dw.conv, cost))
         if block.se is not None:
-            se = ctx.mid_width.mapped(lambda m: se_width(m, ctx.width_divisor)).expected()
+            se = self._se_width(ctx).expected()
             layers.append((block.se.avg_pool, global_pool_cost(shape)))
             cost, pooled = layer_cost(block.se.se[0].conv, shape.pooled(), mid, se)
             layers.append((block.se.se[0].conv, cost))
@@ -260,6 +260,11 @@ class InvertedResidualAdapter(BlockAdapter):
         cost, _ = layer_cost(block.pwl.conv, shape, mid, ctx.out_width.expected())
         layers.append((block.pwl.conv, cost))
         return layers
+
+    @staticmethod
+    def _se_width(ctx):
+        """Squeeze-excite widths follow the mid width, by the builder's own rule."""
+        return ctx.mid_width.mapped(functools.partial(se_width, width_divisor=ctx.width_divisor))
 
     def derive(self, block, ctx, in_channels):
         mid = ctx.mid_width.argmax()

@@ -20,10 +20,12 @@ import torch
 from fvcore.nn.jit_analysis import JitModelAnalysis
 from fvcore.nn.jit_handles import get_shape
 
+from ..flops import GLOBAL_POOL_OPS
 from .effective_shape import roll_up
 
 _CONV_OPS = ("aten::_convolution",)
-_POOL_OPS = ("aten::adaptive_avg_pool2d", "aten::mean", "aten::sum")
+#: the supernet's pixel average over real pixels traces to a sum
+_POOL_OPS = (*GLOBAL_POOL_OPS, "aten::sum")
 
 
 class EffectiveFlopCountAnalysis(JitModelAnalysis):
