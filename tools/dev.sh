@@ -5,8 +5,10 @@
 #   bash tools/dev.sh lint [--fix] [paths...]    ruff check + ruff format --check (--fix: apply)
 #   bash tools/dev.sh search [train_net args...] run a DMaskingNAS search (tools/train_net.py)
 #
-# On first use it creates .venv (python3 -m venv), installs the pinned torch/torchvision and
-# then this package in editable mode with its test extras (pytest, ruff). Later runs skip the
+# On first use it creates .venv (python3 -m venv), installs the pinned torch/torchvision,
+# this package in editable mode with its test extras (pytest, ruff), and, when
+# `import detectron2` fails, detectron2 0.6 from its Python sources (tools/install_detectron2.sh;
+# a detectron2 you installed yourself is kept). Later runs skip the
 # installs while .venv still matches (a stamp keyed on a hash of setup.py, pyproject.toml and
 # the pins). Set PYTHON to pick the interpreter that creates .venv (default: python3; Python
 # 3.10-3.14, the versions the pinned torch has wheels for). SKIP_LINT=1 makes `test` skip the
@@ -145,6 +147,12 @@ PYEOF
     [ "$found" = "$(cd "$ROOT/mobile_cv_nas" && pwd -P)" ]
 }
 
+# True when detectron2 (any build: ours from tools/install_detectron2.sh, or the user's own)
+# imports with the engine this project's launcher uses.
+detectron2_ok() {
+    (cd / && "$PY" -W ignore -c "import detectron2.engine" >/dev/null 2>&1)
+}
+
 # Editable installs of a pyproject.toml project need pip >= 21.3.
 ensure_pip() {
     if ! "$PY" - <<'PYEOF' >/dev/null 2>&1
@@ -173,7 +181,8 @@ ensure_env() {
 
     local key
     key="$(env_key)"
-    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && torch_ok && package_ok; then
+    if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] && torch_ok && package_ok \
+        && detectron2_ok; then
         return 0
     fi
 
@@ -193,6 +202,12 @@ ensure_env() {
     if ! package_ok; then
         log "error: mobile_cv_nas does not import from $VENV after the install."
         exit 1
+    fi
+    if detectron2_ok; then
+        log "detectron2 already installed: kept"
+    else
+        log "installing detectron2 0.6 from its Python sources (tools/install_detectron2.sh)"
+        bash "$ROOT/tools/install_detectron2.sh" "$VENV"
     fi
     echo "$key" >"$STAMP"
 }
