@@ -47,6 +47,8 @@ for package, folder in DATA_FOLDERS.items():
         packages.append(package)
         package_dir[package] = folder
         package_data[package] = list(DATA_GLOBS)
+# The embedded Fashion-MNIST subset (idx files, LICENSE, README), read by mobile_cv_nas.data.
+package_data["mobile_cv_nas.data"] = ["fashion_mnist_subset/*"]
 
 setup(
     name="mobile_cv_nas",

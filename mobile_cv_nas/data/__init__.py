@@ -1,0 +1,37 @@
+"""Classification data for the search: datasets by name (the embedded or full Fashion-MNIST,
+or a folder of class subfolders), class subsets and the 80/20 weight/architecture split,
+deterministic resumable batches, and the transforms. detectron2-free."""
+
+from .build import BUILTINS, build_classification_dataset
+from .errors import DatasetError
+from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
+from .fashion_mnist import IdxDataset
+from .idx import read_idx
+from .loaders import SeededTransformDataset, build_eval_loader, build_train_loader, eval_indices
+from .sampler import EpochBatchSampler, epoch_order, sample_seed
+from .subsets import ClassSubset, apply_class_subset, choose_classes, class_subset, split_indices
+from .transforms import default_mean_std, eval_transform, train_transform
+
+__all__ = [
+    "BUILTINS",
+    "ClassSubset",
+    "DatasetError",
+    "EpochBatchSampler",
+    "FASHION_MNIST_CLASSES",
+    "IdxDataset",
+    "SeededTransformDataset",
+    "apply_class_subset",
+    "build_classification_dataset",
+    "build_eval_loader",
+    "build_train_loader",
+    "choose_classes",
+    "class_subset",
+    "default_mean_std",
+    "epoch_order",
+    "eval_indices",
+    "eval_transform",
+    "read_idx",
+    "sample_seed",
+    "split_indices",
+    "train_transform",
+]
