@@ -358,3 +358,10 @@ def test_only_the_bn_counter_is_optional(tmp_path, source_model):
     msg = str(err.value)
     assert "missing keys (1):\n    backbone.stages.xif0_0.bn.running_var" in msg
     assert "unexpected keys (1):\n    backbone.stages.xif9_0.bn.num_batches_tracked" in msg
+
+
+def test_info_names_the_catalog_it_is_from():
+    from mobile_cv_nas.data_files import model_zoo_dir
+
+    assert model_zoo.get_model_info("FBNetV2_F5")["catalog"] == str(model_zoo_dir())
+    assert model_zoo.catalog_dirs()[0] == str(model_zoo_dir())
