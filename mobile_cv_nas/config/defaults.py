@@ -1,0 +1,94 @@
+"""Default values of the keys `tools/train_net.py` reads besides detectron2's own.
+
+detectron2's keys keep their meaning: SOLVER.* is the weight optimizer and its schedule
+(IMS_PER_BATCH is the total batch over all processes), MODEL.DEVICE, MODEL.WEIGHTS,
+DATALOADER.NUM_WORKERS, TEST.EVAL_PERIOD, SEED, OUTPUT_DIR.
+"""
+
+import functools
+import math
+
+TASKS = ("search", "train", "eval")
+COST_LOSSES = ("multiplicative", "additive")
+
+
+def _node(cfg, new_allowed=False):
+    """A sub-node of `cfg`'s own class (a detectron2 CfgNode in a detectron2 config: merging
+    refuses a node of another class)."""
+    return type(cfg)(new_allowed=new_allowed)
+
+
+def add_classification_config(cfg):
+    """Keys of the classification tasks (search data, `train`, `eval`)."""
+    CN = functools.partial(_node, cfg)
+    cfg.TASK = "search"  # one of TASKS (search, train, eval; --eval-only means eval)
+
+    cfg.DATA = CN()
+    # A built-in dataset name (fashion_mnist_train/_val: the full set when the Debian package
+    # dataset-fashion-mnist is installed, else the embedded subset; fashion_mnist_subset_*:
+    # always the subset) or an ImageNet-style folder of class folders (torchvision ImageFolder).
+    cfg.DATA.TRAIN = "fashion_mnist_train"
+    cfg.DATA.TEST = "fashion_mnist_val"
+    # A random share (<= 1.0) or count (> 1) of the classes, the same for train and test
+    # (the paper searches on 10% of ImageNet's classes).
+    cfg.DATA.CLASS_FRACTION = 1.0
+    cfg.DATA.AUGMENT = "none"  # none | flip | imagenet (RandomResizedCrop + flip)
+    cfg.DATA.MEAN = []  # empty: the dataset's (Fashion-MNIST's, or ImageNet's for folders)
+    cfg.DATA.STD = []
+    cfg.DATA.RESIZE = 0  # evaluation: shorter side resized to this, then center crop; 0: none
+    cfg.DATA.RESOLUTION = 0  # train/eval input size; 0: the arch's input_size
+
+    cfg.MODEL.FBNET = CN()
+    # train/eval: a zoo name (model_zoo.list_models()), an arch YAML file, or, when empty,
+    # the inline ARCH_DEF (an arch def in the schema of mobile_cv_nas/arch/schema.py).
+    cfg.MODEL.FBNET.ARCH = ""
+    cfg.MODEL.FBNET.ARCH_DEF = CN(new_allowed=True)
+    cfg.MODEL.FBNET.NORM = "bn"  # bn | sync_bn | frozen_bn | gn (detectron2 spellings too)
+    # MODEL.WEIGHTS: "" (random init), a path/URL, or "zoo" (the zoo model's published weights)
+
+    cfg.SOLVER.EPOCHS = 0  # > 0: SOLVER.MAX_ITER = EPOCHS x iterations per epoch
+    # Iterations of one schedule epoch (temperature, alpha start, EPOCHS); 0: one pass over
+    # the (weight) training split. A fixed count keeps a run's length independent of the
+    # data size (the CPU demo).
+    cfg.SOLVER.EPOCH_ITERS = 0
+    cfg.SOLVER.LABEL_SMOOTHING = 0.0
+    cfg.SOLVER.EMA = CN()
+    cfg.SOLVER.EMA.ENABLED = False
+    cfg.SOLVER.EMA.DECAY = 0.9998  # per iteration
+    return cfg
+
+
+def add_search_config(cfg):
+    """Keys of the DMaskingNAS search (TASK: search)."""
+    CN = functools.partial(_node, cfg)
+    cfg.NAS = CN()
+    cfg.NAS.SPACE = "tiny"  # a shipped space name (configs/search_spaces) or a YAML path
+    cfg.NAS.WEIGHT_FRACTION = 0.8  # share of the training split for weights; the rest: alphas
+    cfg.NAS.ALPHA_START_EPOCH = 0  # alphas train from this (schedule) epoch on
+    cfg.NAS.ALPHA_OPTIMIZER = CN()
+    cfg.NAS.ALPHA_OPTIMIZER.BASE_LR = 0.01
+    cfg.NAS.ALPHA_OPTIMIZER.BETAS = (0.9, 0.999)
+    cfg.NAS.ALPHA_OPTIMIZER.WEIGHT_DECAY = 0.0
+    cfg.NAS.TAU = CN()
+    cfg.NAS.TAU.START = 5.0
+    cfg.NAS.TAU.DECAY = math.exp(-0.045)  # per epoch
+    cfg.NAS.TAU.MIN = 1e-3
+    cfg.NAS.COST = CN()
+    # multiplicative: CE * A * (log cost / log target)^B (FBNet's form, normalised by the
+    # target); additive: CE + LAMBDA * cost / target (FBNetV2's CE + cost, cost in units of
+    # the target). See mobile_cv_nas/search/cost_loss.py.
+    cfg.NAS.COST.LOSS = "multiplicative"
+    cfg.NAS.COST.METRIC = ""  # flops | params; empty: the space's `cost`
+    cfg.NAS.COST.TARGET_M = 0.0  # target in MFLOPs or M params; 0: the space's middle
+    cfg.NAS.COST.A = 0.2
+    cfg.NAS.COST.B = 0.6
+    cfg.NAS.COST.LAMBDA = 0.1
+    cfg.NAS.LOG_PERIOD = 20  # iterations between alpha-probability records (curves)
+    return cfg
+
+
+def add_mobile_cv_nas_config(cfg):
+    """All of the project's keys (what tools/train_net.py uses)."""
+    add_classification_config(cfg)
+    add_search_config(cfg)
+    return cfg

@@ -1,0 +1,121 @@
+"""Resumable checkpoints that survive a crash: written atomically, read strictly, and with
+the random-number state, so that `--resume` continues exactly where a run stopped.
+
+fvcore's Checkpointer writes the file in place, so a kill mid-write leaves a torn file that
+`last_checkpoint` may already point to, and it loads model weights leniently (missing keys
+are only logged). Here every file is written to a temporary name and renamed into place
+(a reader sees the old file or the new one, never half of one), `last_checkpoint` is
+updated the same way after the file is complete, and a file that does not load or does not
+fit the model is a CheckpointError naming it and the way out.
+"""
+
+import os
+import random
+import tempfile
+
+import torch
+from fvcore.common.checkpoint import Checkpointer
+
+from ..arch.checkpoint import CheckpointError
+
+LAST = "last_checkpoint"
+
+
+def atomic_write(path, write, mode="wb"):
+    """Write `path` by calling `write(file)` on a temporary file that then replaces it."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def rng_state():
+    """The random-number state of this process (python and torch; CUDA when present)."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    random.setstate(_as_tuple(state["python"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_tuple(value):
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+class AtomicCheckpointer(Checkpointer):
+    """fvcore's Checkpointer with atomic writes, strict loads, clear errors and RNG state."""
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data["rng"] = rng_state()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        atomic_write(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        path = os.path.join(self.save_dir, LAST)
+        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+
+    def _others(self, path):
+        others = sorted(
+            os.path.basename(p)
+            for p in self.get_all_checkpoint_files()
+            if os.path.abspath(p) != os.path.abspath(path)
+        )
+        return f" Other checkpoints there: {', '.join(others)}." if others else ""
+
+    def _load_file(self, f):
+        try:
+            data = torch.load(f, map_location=torch.device("cpu"), weights_only=True)
+        except Exception as e:
+            raise CheckpointError(
+                f"Checkpoint {f!r} is truncated or corrupt ({type(e).__name__}), so the run "
+                f"cannot resume from it.{self._others(f)} To resume from another one, write "
+                f"its file name into {os.path.join(self.save_dir, LAST)!r}; or start over "
+                f"without --resume in a new OUTPUT_DIR."
+            ) from None
+        if not isinstance(data, dict) or "model" not in data:
+            raise CheckpointError(
+                f"{f!r} is not a training checkpoint of this project (no 'model' entry); "
+                f"published weights are loaded with MODEL.WEIGHTS, not --resume."
+            )
+        return data
+
+    def _load_model(self, checkpoint):
+        try:
+            self.model.load_state_dict(checkpoint.pop("model"), strict=True)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[:4]
+            raise CheckpointError(
+                "The checkpoint does not fit the model this config builds (was it written "
+                "by another config?): " + " ".join(line.strip() for line in first)
+            ) from None
+        return None
+
+    def load(self, path, checkpointables=None):
+        checkpoint = super().load(path, checkpointables)
+        if checkpointables is None and "rng" in checkpoint:
+            set_rng_state(checkpoint.pop("rng"))
+        return checkpoint

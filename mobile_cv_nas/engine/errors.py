@@ -1,0 +1,20 @@
+"""The errors that are the user's to fix (bad config, data, space, arch, checkpoint, output
+folder): tools/train_net.py prints their one-line message and exits with status 2."""
+
+from ..arch import ArchDefError, CheckpointError
+from ..data import DatasetError
+from ..model_zoo import CatalogError, UnknownModelError
+from ..search import SearchAdapterError, SearchSpaceError
+from .run import ConfigError, OutputDirError
+
+USER_ERRORS = (
+    ArchDefError,
+    CatalogError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    OutputDirError,
+    SearchAdapterError,
+    SearchSpaceError,
+    UnknownModelError,
+)

@@ -1,0 +1,96 @@
+"""Training hooks on detectron2's HookBase: temperature annealing, periodic atomic
+checkpoints, and an exponential moving average of the weights."""
+
+import copy
+import os
+
+import torch
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+
+class TemperatureHook(HookBase):
+    """Sets the Gumbel-softmax temperature at every epoch: tau(epoch) of a
+    `TemperatureSchedule` (the paper: 5.0 x exp(-0.045) per epoch)."""
+
+    def __init__(self, sampler, schedule, iters_per_epoch):
+        self.sampler, self.schedule, self.iters_per_epoch = sampler, schedule, iters_per_epoch
+
+    def before_step(self):
+        epoch = self.trainer.iter // self.iters_per_epoch
+        self.sampler.tau = self.schedule(epoch)
+        self.trainer.storage.put_scalar("tau", self.sampler.tau, smoothing_hint=False)
+
+
+class CheckpointHook(HookBase):
+    """Saves a resumable checkpoint every `period` iterations and at the end.
+
+    Nothing is saved after a failed iteration (a non-finite loss, an exception): the last
+    good checkpoint stays the one `last_checkpoint` names. Older periodic checkpoints beyond
+    `keep` are deleted; the final one is `checkpoint_final.pth`.
+    """
+
+    def __init__(self, checkpointer, period, keep=2):
+        self.checkpointer, self.period, self.keep = checkpointer, int(period), int(keep)
+        self._saved = []
+
+    def _save(self, name):
+        if not comm.is_main_process():
+            return
+        bad = [
+            k
+            for k, v in self.checkpointer.model.state_dict().items()
+            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
+        ]
+        if bad:
+            raise FloatingPointError(
+                f"Non-finite values in {len(bad)} weight tensor(s) (first: {bad[0]}) at "
+                f"iteration {self.trainer.iter}: not saved, the run stopped. The last good "
+                f"checkpoint is the one named in {self.checkpointer.save_dir}/last_checkpoint; "
+                f"lower the learning rate and rerun with --resume."
+            )
+        self.checkpointer.save(name)
+        self._saved.append(name)
+        while len(self._saved) > self.keep:
+            old = os.path.join(self.checkpointer.save_dir, self._saved.pop(0) + ".pth")
+            if os.path.exists(old):
+                os.remove(old)
+
+    def after_step(self):
+        done = self.trainer.iter + 1
+        if self.period > 0 and done % self.period == 0 and done < self.trainer.max_iter:
+            self._save(f"checkpoint_{self.trainer.iter:07d}")
+
+    def after_train(self):
+        if self.trainer.iter == self.trainer.max_iter:  # detectron2: the run completed
+            self._save("checkpoint_final")
+        comm.synchronize()
+
+
+class EMAHook(HookBase):
+    """An exponential moving average of the model's floating-point state (weights and
+    norm statistics), updated after every step; `ema_state()` is what evaluation and the
+    published `model_ema` use. Its state is part of the trainer's checkpoint."""
+
+    def __init__(self, model, decay):
+        self.model, self.decay = model, float(decay)
+        self.state = copy.deepcopy(model.state_dict())
+
+    @torch.no_grad()
+    def after_step(self):
+        for key, value in self.model.state_dict().items():
+            if not torch.is_tensor(value):
+                self.state[key] = copy.deepcopy(value)
+            elif value.is_floating_point():
+                self.state[key].mul_(self.decay).add_(value.detach(), alpha=1 - self.decay)
+            else:
+                self.state[key].copy_(value)
+
+    def ema_state(self):
+        return copy.deepcopy(self.state)
+
+    def state_dict(self):
+        return {"ema": self.state}
+
+    def load_state_dict(self, state):
+        self.state = copy.deepcopy(state["ema"])

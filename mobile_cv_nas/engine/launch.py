@@ -1,0 +1,121 @@
+"""Start a run in one or several processes: detectron2's `launch` on GPUs, and the same
+on CPU with the gloo backend.
+
+detectron2's launcher asserts CUDA in every worker it spawns (and uses NCCL), so it runs more
+than one process only on GPUs; on CPU this module spawns the workers itself, sets up
+detectron2's process groups the same way, and then calls the same main function. Errors
+that are the user's (a bad config, data folder, ...) end a worker with exit status 2 and
+one message, not a traceback per process.
+"""
+
+import datetime
+import logging
+import socket
+import sys
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from detectron2.engine import launch as d2_launch
+from detectron2.utils import comm
+
+logger = logging.getLogger(__name__)
+
+TIMEOUT = datetime.timedelta(minutes=30)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _set_local_group(processes_per_machine, machine_rank, num_machines):
+    """detectron2's per-machine process group (comm.get_local_rank/size), in the API of
+    the installed detectron2 (0.6 keeps a module global; newer ones have a function)."""
+    if hasattr(comm, "create_local_process_group"):
+        comm.create_local_process_group(processes_per_machine)
+        return
+    for m in range(num_machines):
+        ranks = list(range(m * processes_per_machine, (m + 1) * processes_per_machine))
+        group = dist.new_group(ranks)
+        if m == machine_rank:
+            comm._LOCAL_PROCESS_GROUP = group
+
+
+def _cpu_worker(
+    local_rank, main_func, processes, num_machines, machine_rank, url, args, user_errors
+):
+    rank = machine_rank * processes + local_rank
+    try:
+        dist.init_process_group(
+            "gloo",
+            init_method=url,
+            world_size=processes * num_machines,
+            rank=rank,
+            timeout=TIMEOUT,
+        )
+    except Exception as e:
+        logger.error(f"Process group initialisation at {url} failed: {e}")
+        raise
+    _set_local_group(processes, machine_rank, num_machines)
+    comm.synchronize()
+    try:
+        main_func(*args)
+    except user_errors as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def launch(
+    main_func,
+    num_processes,
+    num_machines=1,
+    machine_rank=0,
+    dist_url=None,
+    args=(),
+    device="cuda",
+    user_errors=(),
+):
+    """Run `main_func(*args)` in `num_processes` processes per machine.
+
+    On CUDA this is detectron2's `launch`; on CPU (`device` "cpu", or no CUDA) several
+    processes use gloo over `dist_url` (tcp://host:port, "auto" or None: a free local port).
+    """
+    world = num_machines * num_processes
+    use_cpu = torch.device(device).type == "cpu" or not torch.cuda.is_available()
+    if world <= 1 or not use_cpu:
+        return d2_launch(
+            main_func,
+            num_processes,
+            num_machines=num_machines,
+            machine_rank=machine_rank,
+            dist_url=dist_url,
+            args=args,
+        )
+    if dist_url in (None, "auto"):
+        if num_machines > 1:
+            raise ValueError("--dist-url auto works on one machine only: give tcp://host:port.")
+        dist_url = f"tcp://127.0.0.1:{free_port()}"
+    mp.start_processes(
+        _cpu_worker,
+        nprocs=num_processes,
+        args=(
+            main_func,
+            num_processes,
+            num_machines,
+            machine_rank,
+            dist_url,
+            args,
+            tuple(user_errors),
+        ),
+        join=True,
+        daemon=False,
+        start_method="spawn",
+    )

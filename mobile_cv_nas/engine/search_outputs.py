@@ -1,0 +1,115 @@
+"""What a finished search leaves in OUTPUT_DIR (main process), besides its checkpoints:
+
+- arch.yaml: the derived architecture (argmax of every decision), an arch def that
+  `load_arch_def`, `build_model`, the `train` task and `tools/publish_model.py` take;
+- arch.png: the architecture in the paper's Fig. 6 style;
+- search_curves.png: temperature, effective cost and the alphas' probabilities over time;
+- metrics.json: costs, the final decisions and the accuracy of the derived architecture with
+  the supernet's weights.
+"""
+
+import json
+import logging
+import os
+
+import torch
+from detectron2.utils import comm
+
+from ..arch import build_model
+from ..flops import count_flops
+from ..search import derive_arch, derive_model
+from ..visualization import plot_architecture, plot_search_curves
+from .checkpointer import atomic_write
+from .evaluation import evaluate_classifier
+from .search_record import probabilities
+
+logger = logging.getLogger(__name__)
+
+
+RECALIBRATION_BATCHES = 20
+
+
+@torch.no_grad()
+def recalibrate_norms(model, batches, count, device):
+    """Re-estimate the batch-norm statistics of `model` on `count` training batches.
+
+    The supernet's statistics were gathered under soft gates (mixtures of every op and
+    width); the derived network's activations differ, so its inherited statistics are
+    re-estimated before it is evaluated (the usual one-shot NAS practice)."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average over the batches
+    model.train()
+    for _ in range(count):
+        images, _ = next(batches)
+        model(images.to(device))
+    model.eval()
+    return model
+
+
+def inherited_accuracy(trainer, data):
+    """Validation accuracy of the derived architecture with the supernet's weights (norm
+    statistics re-estimated): what the search's argmax is worth before any retraining."""
+    model = derive_model(trainer.supernet, inherit=True).to(trainer.device)
+    recalibrate_norms(model, iter(data.weight_loader(0)), RECALIBRATION_BATCHES, trainer.device)
+    return evaluate_classifier(model, data.eval_loader(), trainer.device)
+
+
+def write_search_outputs(trainer, data, metric, target, bounds, seconds):
+    net = trainer.supernet
+    accuracy = inherited_accuracy(trainer, data)
+    arch = derive_arch(net, name=f"{net.space.name}_searched" if net.space.name else None)
+    report = count_flops(build_model(arch), arch.input_size)
+    metrics = {
+        "task": "search",
+        "space": net.space.name,
+        "dataset": trainer.cfg.DATA.TRAIN,
+        "classes": data.datasets.classes,
+        "iterations": trainer.max_iter,
+        "iterations_per_epoch": trainer.iters_per_epoch,
+        "epochs": trainer.max_iter / trainer.iters_per_epoch,
+        "final_tau": net.sampler.tau,
+        "cost_metric": metric,
+        "cost_target_m": target / 1e6,
+        "space_cost_range_m": [bounds[0] / 1e6, bounds[1] / 1e6],
+        "searched": {
+            "flops_m": report.mflops,
+            "params_m": report.mparams,
+            "input_size": arch.input_size,
+        },
+        # the derived arch with the supernet's weights, norms re-estimated; not retrained
+        "inherited_val_top1": accuracy["top1"],
+        "inherited_val_count": accuracy["count"],
+        "decisions": {
+            name: {
+                "options": list(d.options),
+                "probs": probabilities(d),
+                "chosen": d.argmax(),
+            }
+            for name, d in net.decisions.items()
+        },
+        "seconds": seconds,
+    }
+    if comm.is_main_process():
+        out = trainer.cfg.OUTPUT_DIR
+        atomic_write(os.path.join(out, "arch.yaml"), lambda f: f.write(arch.to_yaml()), "w")
+        plot_architecture(arch, os.path.join(out, "arch.png"), flops_m=report.mflops)
+        plot_search_curves(
+            trainer.recorder.records,
+            os.path.join(out, "search_curves.png"),
+            title=f"DMaskingNAS search over {net.space.name}",
+        )
+        atomic_write(
+            os.path.join(out, "metrics.json"),
+            lambda f: json.dump(metrics, f, indent=2, sort_keys=True, default=str),
+            "w",
+        )
+        logger.info(
+            f"Searched architecture: {report.mflops:.3f} MFLOPs, {report.mparams:.4f} M params, "
+            f"input {arch.input_size}; with the supernet's weights (not retrained) it has val "
+            f"top-1 {accuracy['top1']:.2f}%. Wrote arch.yaml, arch.png, search_curves.png, "
+            f"metrics.json to {out}."
+        )
+    comm.synchronize()
+    return metrics

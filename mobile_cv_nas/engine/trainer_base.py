@@ -1,0 +1,106 @@
+"""What the search and the classification trainers share, on detectron2's TrainerBase:
+writers (metric printer with ETA, JSON, TensorBoard), resumable atomic checkpoints, the
+non-finite-loss stop and DDP wrapping on CPU or GPU."""
+
+import logging
+import math
+import os
+
+import torch
+from detectron2.engine import TrainerBase, hooks
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+from torch.nn.parallel import DistributedDataParallel
+
+from .checkpointer import AtomicCheckpointer
+from .hooks import CheckpointHook
+
+logger = logging.getLogger(__name__)
+
+
+def wrap_ddp(model, device):
+    """DDP over the process group when there is one; on CPU without device_ids (detectron2's
+    create_ddp_model passes them, which torch refuses for CPU modules)."""
+    if comm.get_world_size() == 1:
+        return model
+    if torch.device(device).type == "cuda":
+        return DistributedDataParallel(model, device_ids=[comm.get_local_rank()])
+    return DistributedDataParallel(model)
+
+
+def iterations(cfg, iters_per_epoch):
+    """(iterations per schedule epoch, total iterations) from SOLVER.EPOCH_ITERS/EPOCHS or
+    SOLVER.MAX_ITER."""
+    per_epoch = cfg.SOLVER.EPOCH_ITERS or iters_per_epoch
+    total = cfg.SOLVER.EPOCHS * per_epoch if cfg.SOLVER.EPOCHS > 0 else cfg.SOLVER.MAX_ITER
+    if total <= 0:
+        raise ValueError("Set SOLVER.EPOCHS (or SOLVER.MAX_ITER) to a positive number.")
+    return per_epoch, total
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss that is NaN or infinite: the run stops, keeping its last good checkpoint."""
+
+
+class ProjectTrainer(TrainerBase):
+    """TrainerBase + the project's checkpointing and writers. Subclasses set `model`
+    (unwrapped, what the checkpoint holds), `checkpointables` and implement `run_step`."""
+
+    def __init__(self, cfg, model, max_iter, checkpointables):
+        super().__init__()
+        self.cfg = cfg
+        self.max_iter = max_iter
+        self.checkpointer = AtomicCheckpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            save_to_disk=comm.is_main_process(),
+            trainer=self,
+            **checkpointables,
+        )
+
+    def build_writers(self):
+        if not comm.is_main_process():
+            return []
+        return [
+            CommonMetricPrinter(self.max_iter),
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "events.json")),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR),
+        ]
+
+    def default_hooks(self, scheduler_optimizer, scheduler):
+        period = self.cfg.SOLVER.CHECKPOINT_PERIOD
+        return [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(scheduler_optimizer, scheduler),
+            CheckpointHook(self.checkpointer, period),
+        ]
+
+    def writer_hook(self, period=20):
+        return hooks.PeriodicWriter(self.build_writers(), period=period)
+
+    def resume_or_load(self, resume):
+        """Continue from OUTPUT_DIR's last checkpoint when `resume` and there is one."""
+        if resume and self.checkpointer.has_checkpoint():
+            self.checkpointer.load(self.checkpointer.get_checkpoint_file())
+            self.start_iter = self.iter + 1
+        else:
+            self.start_iter = 0
+        return self.start_iter
+
+    def last_checkpoint(self):
+        path = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
+        return path or "(none yet)"
+
+    def check_finite(self, loss, what):
+        if not math.isfinite(float(loss)):
+            raise NonFiniteLossError(
+                f"Non-finite {what} ({float(loss)}) at iteration {self.iter}: the run stopped. "
+                f"The last good checkpoint is {self.last_checkpoint()}. Lower the learning "
+                f"rate (SOLVER.BASE_LR, NAS.ALPHA_OPTIMIZER.BASE_LR) and rerun with --resume "
+                f"to continue from it."
+            )
+
+    def run(self):
+        """Train from the (resumed) start iteration to max_iter."""
+        self.train(self.start_iter, self.max_iter)
+        return self.iter == self.max_iter

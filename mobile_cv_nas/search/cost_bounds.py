@@ -1,0 +1,77 @@
+"""Costs of particular architectures of a supernet, from its one-hot gates: the argmax
+architecture (logged during a search) and the cheapest / dearest ones (is a target reachable?).
+
+Costs add up over layers, and every layer's cost grows with its widths, expansion and input
+resolution. So the extreme architectures take the extreme numeric option of every width,
+expansion and resolution decision, then, block by block, the op of extreme cost at those
+widths (blocks are independent once the widths are fixed).
+"""
+
+import contextlib
+
+import torch
+
+METRICS = ("flops", "params")
+
+
+@contextlib.contextmanager
+def _gates_kept(supernet):
+    """Restore every decision's sampled gates afterwards (costs are read from the gates)."""
+    saved = {name: d.gates for name, d in supernet.decisions.items()}
+    try:
+        yield
+    finally:
+        for name, d in supernet.decisions.items():
+            d.gates = saved[name]
+
+
+def _one_hot(decision, index):
+    gates = torch.zeros(len(decision.options), dtype=decision.alpha.dtype)
+    gates[index] = 1.0
+    decision.set_gates(gates)
+
+
+@torch.no_grad()
+def argmax_cost(supernet):
+    """The `Cost` (flops, params) of the architecture `derive_arch` would give now."""
+    with _gates_kept(supernet):
+        for decision in supernet.decisions.values():
+            _one_hot(decision, int(decision.alpha.argmax()))
+        return supernet.effective_cost()
+
+
+def _is_op(decision):
+    return decision.name.startswith("op:")
+
+
+@torch.no_grad()
+def extreme_cost(supernet, metric, cheapest=True):
+    """The smallest (or largest) `metric` ('flops' or 'params') of any architecture in the
+    supernet's space, as a float."""
+    if metric not in METRICS:
+        raise ValueError(f"Unknown cost metric {metric!r}: use one of {', '.join(METRICS)}.")
+    pick = min if cheapest else max
+
+    def value():
+        return float(getattr(supernet.effective_cost(), metric))
+
+    with _gates_kept(supernet):
+        ops = [d for d in supernet.decisions.values() if _is_op(d)]
+        for decision in supernet.decisions.values():
+            if not _is_op(decision):
+                options = [float(o) for o in decision.options]
+                _one_hot(decision, options.index(pick(options)))
+        for decision in ops:
+            _one_hot(decision, 0)
+        for decision in ops:
+            costs = []
+            for index in range(len(decision.options)):
+                _one_hot(decision, index)
+                costs.append(value())
+            _one_hot(decision, costs.index(pick(costs)))
+        return value()
+
+
+def cost_range(supernet, metric):
+    """(smallest, largest) `metric` over the supernet's architectures."""
+    return extreme_cost(supernet, metric, True), extreme_cost(supernet, metric, False)

@@ -1,0 +1,52 @@
+#!/usr/bin/env python
+"""Search, train or evaluate FBNetV2 models on detectron2's engine.
+
+    python tools/train_net.py --config-file configs/search/fashion_mnist_cpu.yaml
+    python tools/train_net.py --config-file configs/train/fashion_mnist_cpu.yaml \\
+        MODEL.FBNET.ARCH output/search_demo/arch.yaml
+    python tools/train_net.py --eval-only --config-file CONFIG MODEL.FBNET.ARCH NAME \\
+        MODEL.WEIGHTS zoo
+
+The config's TASK picks the job (search, train; --eval-only: eval). detectron2's flags work
+as usual: --resume continues OUTPUT_DIR's last checkpoint, --num-gpus N runs N processes
+(on CPU too, with gloo), and trailing KEY VALUE pairs override the config.
+"""
+
+import sys
+import warnings
+
+# detectron2 0.6's model_zoo imports pkg_resources, which warns on import
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+from detectron2.engine import default_argument_parser  # noqa: E402
+
+from mobile_cv_nas.engine import check_output_dir, launch, main, setup_cfg  # noqa: E402
+from mobile_cv_nas.engine.errors import USER_ERRORS  # noqa: E402
+
+
+def cli(argv=None):
+    args = default_argument_parser().parse_args(argv)
+    try:
+        cfg = setup_cfg(args)
+        check_output_dir(cfg, args.resume)
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(cfg, args),
+            device=cfg.MODEL.DEVICE,
+            user_errors=USER_ERRORS,
+        )
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except FloatingPointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
