@@ -1,0 +1,236 @@
+"""Detection heads made of this project's layers and blocks, registered in detectron2.
+
+* `FBNetV2LightRPNHead` (RPN_HEAD_REGISTRY): per level, a depthwise 3x3 conv + norm + ReLU and
+  a pointwise 1x1 conv + norm + ReLU (a depthwise-separable conv instead of detectron2's dense
+  3x3), then 1x1 convs for the objectness logits and the anchor deltas. Shared across levels.
+* `FBNetV2BlockBoxHead` (ROI_BOX_HEAD_REGISTRY, for StandardROIHeads, e.g. over FPN): the
+  block rows of MODEL.FBNET_V2.BOX_HEAD_BLOCKS on the pooled RoI features, then a global
+  average pool; FastRCNNOutputLayers predicts from the pooled vector.
+* `FBNetV2C4ROIHeads` (ROI_HEADS_REGISTRY, with build_fbnetv2_c4_backbone): RoIs pooled from
+  the backbone's feature (ROI_BOX_HEAD.POOLER_*, 14x14 by default) go through the arch's own
+  stages after that feature (the stride-32 stage(s), built from the same rows and named as
+  officially, `roi_heads.stages.xif5_*`, so the ImageNet weights initialise them too), then a
+  global average pool and FastRCNNOutputLayers. Boxes only (no mask/keypoint heads).
+
+Heads use MODEL.FBNET_V2.HEAD_NORM; the C4 box head's stages, being backbone stages, use
+MODEL.FBNET_V2.NORM.
+"""
+
+import torch.nn as nn
+from detectron2.config import configurable
+from detectron2.layers import ShapeSpec, get_norm
+from detectron2.modeling import build_anchor_generator
+from detectron2.modeling.poolers import ROIPooler
+from detectron2.modeling.proposal_generator.rpn import RPN_HEAD_REGISTRY
+from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, ROI_HEADS_REGISTRY, ROIHeads
+from detectron2.modeling.roi_heads.fast_rcnn import FastRCNNOutputLayers
+
+from ..arch import ArchDefError, parse_arch_def
+from ..layers import ConvBNAct
+from .backbone import (
+    build_stage_blocks,
+    describe_features,
+    detection_stages,
+    norm_kind,
+    resolve_arch,
+)
+from .config import DetectionConfigError, require_fbnetv2_config
+
+#: Width rounding of the box head's blocks when MODEL.FBNET_V2.WIDTH_DIVISOR is 0.
+BOX_HEAD_WIDTH_DIVISOR = 8
+
+
+def _head_norm(cfg):
+    """The norm kind of a fresh head (HEAD_NORM): bn, sync_bn, naive_sync_bn or gn."""
+    key = "MODEL.FBNET_V2.HEAD_NORM"
+    kind = norm_kind(cfg.MODEL.FBNET_V2.HEAD_NORM, key, allow_frozen=False)
+    if kind is None:
+        raise DetectionConfigError(
+            f"{key}: must name a norm ('BN', 'SyncBN', 'naiveSyncBN' or 'GN'), got ''."
+        )
+    return kind
+
+
+def _conv_norm(kind):
+    """ConvBNAct's norm argument for a kind: naiveSyncBN through detectron2's get_norm."""
+    if kind == "naive_sync_bn":
+        return lambda channels: get_norm("naiveSyncBN", channels)
+    return kind
+
+
+@RPN_HEAD_REGISTRY.register()
+class FBNetV2LightRPNHead(nn.Module):
+    """RPN head with a depthwise-separable conv (see the module docstring)."""
+
+    def __init__(self, cfg, input_shape):
+        super().__init__()
+        require_fbnetv2_config(cfg)
+        channels = {s.channels for s in input_shape}
+        if len(channels) != 1:
+            raise DetectionConfigError(
+                f"FBNetV2LightRPNHead is shared across levels, which must have one width; got "
+                f"{sorted(channels)} (MODEL.RPN.IN_FEATURES {list(cfg.MODEL.RPN.IN_FEATURES)})."
+            )
+        (c,) = channels
+        anchors = build_anchor_generator(cfg, input_shape)
+        per_cell = set(anchors.num_cell_anchors)
+        if len(per_cell) != 1:
+            raise DetectionConfigError(
+                f"FBNetV2LightRPNHead needs the same number of anchors per cell on every level; "
+                f"MODEL.ANCHOR_GENERATOR gives {anchors.num_cell_anchors}."
+            )
+        (num_anchors,) = per_cell
+        norm = _conv_norm(_head_norm(cfg))
+        self.conv = nn.Sequential(
+            ConvBNAct(c, c, 3, groups=c, norm=norm, act="relu"),  # depthwise
+            ConvBNAct(c, c, 1, norm=norm, act="relu"),  # pointwise
+        )
+        self.objectness_logits = nn.Conv2d(c, num_anchors, 1)
+        self.anchor_deltas = nn.Conv2d(c, num_anchors * anchors.box_dim, 1)
+        for layer in (self.objectness_logits, self.anchor_deltas):
+            nn.init.normal_(layer.weight, std=0.01)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, features):
+        logits, deltas = [], []
+        for x in features:
+            x = self.conv(x)
+            logits.append(self.objectness_logits(x))
+            deltas.append(self.anchor_deltas(x))
+        return logits, deltas
+
+
+def box_head_arch(cfg, in_channels):
+    """The box head's rows as an ArchDef (one stage), validated; errors name the key."""
+    node = require_fbnetv2_config(cfg)
+    rows = [dict(r) if isinstance(r, dict) else r for r in node.BOX_HEAD_BLOCKS]
+    data = {
+        "name": "MODEL.FBNET_V2.BOX_HEAD_BLOCKS",
+        "in_channels": in_channels,
+        "width_divisor": node.WIDTH_DIVISOR or BOX_HEAD_WIDTH_DIVISOR,
+        "num_classes": 0,
+        "stages": [rows],
+    }
+    try:
+        return parse_arch_def(data)
+    except ArchDefError as e:
+        raise DetectionConfigError(str(e)) from None
+
+
+@ROI_BOX_HEAD_REGISTRY.register()
+class FBNetV2BlockBoxHead(nn.Module):
+    """Box head of FBNet blocks (MODEL.FBNET_V2.BOX_HEAD_BLOCKS) + global average pool."""
+
+    def __init__(self, cfg, input_shape):
+        super().__init__()
+        arch = box_head_arch(cfg, input_shape.channels)
+        (stage,) = detection_stages(arch)
+        self.stages = build_stage_blocks(arch, [stage], input_shape.channels, _head_norm(cfg))
+        self._channels = stage.channels
+
+    @property
+    def output_shape(self):
+        return ShapeSpec(channels=self._channels)
+
+    def forward(self, x):
+        return self.stages(x).mean(dim=(2, 3))
+
+
+@ROI_HEADS_REGISTRY.register()
+class FBNetV2C4ROIHeads(ROIHeads):
+    """RoI heads whose box head is the arch's stages after the C4 feature (see the module
+    docstring). `stages` is an nn.Sequential of blocks named `xif<stage>_<block>`."""
+
+    @configurable
+    def __init__(self, *, in_feature, pooler, stages, box_predictor, **kwargs):
+        super().__init__(**kwargs)
+        self.in_feature = in_feature
+        self.pooler = pooler
+        self.stages = stages
+        self.box_predictor = box_predictor
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg)
+        if cfg.MODEL.MASK_ON or cfg.MODEL.KEYPOINT_ON:
+            raise DetectionConfigError(
+                "FBNetV2C4ROIHeads predicts boxes only (MODEL.MASK_ON / MODEL.KEYPOINT_ON must "
+                "be False); for masks or keypoints use build_fbnetv2_fpn_backbone with "
+                "StandardROIHeads."
+            )
+        in_features = list(cfg.MODEL.ROI_HEADS.IN_FEATURES)
+        if len(in_features) != 1 or in_features[0] not in input_shape:
+            raise DetectionConfigError(
+                f"MODEL.ROI_HEADS.IN_FEATURES {in_features}: FBNetV2C4ROIHeads pools from one "
+                f"backbone feature; the backbone gives {list(input_shape)}."
+            )
+        (feature,) = in_features
+        arch = resolve_arch(cfg)
+        stages = detection_stages(arch)
+        names = [s.name for s in stages]
+        if feature not in names:
+            raise DetectionConfigError(
+                f"MODEL.ROI_HEADS.IN_FEATURES {in_features}: FBNetV2C4ROIHeads needs a feature of "
+                f"the FBNet backbone of arch {arch.name!r}: {describe_features(stages)}."
+            )
+        head_stages = stages[names.index(feature) + 1 :]
+        if not head_stages:
+            raise DetectionConfigError(
+                f"FBNetV2C4ROIHeads: arch {arch.name!r} has no stage after {feature!r} before "
+                f"its global pooling, so there is no box head to build; the C4 backbone's feature "
+                f"must be an earlier stage ({describe_features(stages)})."
+            )
+        shape = input_shape[feature]
+        if shape.channels != stages[names.index(feature)].channels:
+            raise DetectionConfigError(
+                f"FBNetV2C4ROIHeads: feature {feature!r} has {shape.channels} channels, but arch "
+                f"{arch.name!r} gives {stages[names.index(feature)].channels} there; the backbone "
+                f"and MODEL.FBNET_V2 must describe the same arch."
+            )
+        kind = norm_kind(cfg.MODEL.FBNET_V2.NORM)
+        blocks = build_stage_blocks(arch, head_stages, shape.channels, kind)
+        resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
+        ret.update(
+            in_feature=feature,
+            pooler=ROIPooler(
+                output_size=resolution,
+                scales=(1.0 / shape.stride,),
+                sampling_ratio=cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO,
+                pooler_type=cfg.MODEL.ROI_BOX_HEAD.POOLER_TYPE,
+            ),
+            stages=blocks,
+            box_predictor=FastRCNNOutputLayers(
+                cfg, ShapeSpec(channels=head_stages[-1].channels, height=1, width=1)
+            ),
+        )
+        return ret
+
+    def _box_features(self, features, boxes):
+        x = self.pooler([features[self.in_feature]], boxes)
+        return self.stages(x).mean(dim=(2, 3))
+
+    def forward(self, images, features, proposals, targets=None):
+        del images
+        if self.training:
+            if targets is None:
+                raise ValueError("FBNetV2C4ROIHeads needs targets in training mode.")
+            proposals = self.label_and_sample_proposals(proposals, targets)
+        predictions = self.box_predictor(
+            self._box_features(features, [p.proposal_boxes for p in proposals])
+        )
+        if self.training:
+            return proposals, self.box_predictor.losses(predictions, proposals)
+        instances, _ = self.box_predictor.inference(predictions, proposals)
+        return instances, {}
+
+    def forward_with_given_boxes(self, features, instances):
+        """Boxes only: nothing to add to given detections."""
+        return instances
+
+
+#: The names this module registers, per detectron2 registry.
+HEAD_NAMES = {
+    "RPN_HEAD": ("FBNetV2LightRPNHead",),
+    "ROI_BOX_HEAD": ("FBNetV2BlockBoxHead",),
+    "ROI_HEADS": ("FBNetV2C4ROIHeads",),
+}

@@ -1,0 +1,358 @@
+"""ImageNet (classification) weights for the detection models.
+
+A classification checkpoint (the official format `{"state_dict", "model_ema"}`, as the zoo's
+files and the train task's `model_final.pth`, or a bare state dict) has keys
+`backbone.stages.xif<stage>_<block>.*` and `head.conv.*`. In a detection model the same blocks
+sit elsewhere, and `convert_classification_state_dict` maps them:
+
+* C4: `backbone.stages.X` (stages up to the C4 feature) and `roi_heads.stages.X` (the box
+  head's copy of the later stages, e.g. `xif5_*`);
+* FPN / RetinaNet: `backbone.bottom_up.stages.X`.
+
+Every FBNet block of the model must be filled (a missing or mis-shaped key is a CheckpointError
+listing them all: a checkpoint of another arch is reported, not half loaded); the classifier
+(`head.conv`) and the stages detection does not use (the global-pool stage) are left out; the
+rest of the model (FPN, RPN, box head and predictor) starts fresh. The log says which keys
+loaded, which modules start fresh and which checkpoint keys were not used.
+
+Loading, three ways:
+
+* `MODEL.WEIGHTS fbnet_zoo://FBNetV2_F4` (any zoo model with weights, built-in or user catalog):
+  the URL scheme is registered with detectron2's PathManager (and the project's); it resolves
+  to the zoo's weights file, downloaded once into the cache (mobile_cv_nas.io) and checked
+  against the catalog's sha256 when it has one. A local path or URL of a classification
+  checkpoint works the same way.
+* `FBNetV2DetectionCheckpointer(model).load(path)`: detectron2's DetectionCheckpointer that
+  recognises classification checkpoints and converts them (detection checkpoints load as
+  usual). Trainers must use it in place of DetectionCheckpointer for MODEL.WEIGHTS.
+* `load_classification_weights(model, path_or_state_dict)`: the same without a checkpointer.
+"""
+
+import collections
+import dataclasses
+import logging
+import os
+import re
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.utils.file_io import PathManager as D2PathManager
+from iopath.common.file_io import PathHandler
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from .. import model_zoo
+from ..arch.checkpoint import CheckpointError, extract_state_dict, read_checkpoint_state_dict
+from ..io import DownloadError, local_path, path_manager, sha256sum
+from .backbone import FBNetV2Backbone
+from .heads import FBNetV2C4ROIHeads
+
+logger = logging.getLogger(__name__)
+
+#: The URL scheme naming a zoo model's ImageNet checkpoint: fbnet_zoo://<model name>.
+ZOO_PREFIX = "fbnet_zoo://"
+_COUNTER = "num_batches_tracked"
+_SOURCE_PREFIX = "backbone.stages."
+_BLOCK = re.compile(r"xif(\d+)_\d+")
+
+
+# --------------------------------------------------------------------------- fbnet_zoo://
+
+
+def zoo_weights_file(name, cache_dir=None):
+    """The local file of zoo model `name`'s published weights (downloaded into the cache if
+    needed, sha256-checked when the catalog pins it); CheckpointError when it has none or
+    cannot be fetched."""
+    try:
+        info = model_zoo.get_model_info(name)
+    except (model_zoo.UnknownModelError, model_zoo.CatalogError) as e:
+        raise CheckpointError(f"{ZOO_PREFIX}{name}: {e}") from None
+    weights = info.get("weights")
+    if not weights:
+        raise CheckpointError(
+            f"{ZOO_PREFIX}{name}: model {info['name']!r} has no published weights; use another "
+            f"zoo model or a checkpoint file as MODEL.WEIGHTS."
+        )
+    url = weights["url"]
+    if "://" not in url:
+        url = os.path.expanduser(url)
+        if not os.path.isabs(url):
+            url = os.path.join(info["catalog"], url)
+    try:
+        file = local_path(url, cache_dir=cache_dir)
+    except DownloadError as e:
+        raise CheckpointError(
+            f"{ZOO_PREFIX}{name}: could not fetch {e.url} ({e.reason}).\nWithout network, put "
+            f"the file at {e.target}, or give a local checkpoint file as MODEL.WEIGHTS."
+        ) from None
+    if not os.path.isfile(file):
+        raise CheckpointError(f"{ZOO_PREFIX}{name}: weights file {file!r} does not exist.")
+    pinned = weights.get("sha256")
+    if pinned and sha256sum(file) != pinned:
+        raise CheckpointError(
+            f"{ZOO_PREFIX}{name}: {file} has sha256 {sha256sum(file)}, the catalog pins "
+            f"{pinned}. The download is corrupt or the file was replaced: delete it and retry."
+        )
+    return file
+
+
+class FBNetZooHandler(PathHandler):
+    """iopath handler of `fbnet_zoo://<model name>`: the zoo model's weights file."""
+
+    PREFIX = ZOO_PREFIX
+
+    def _get_supported_prefixes(self):
+        return [self.PREFIX]
+
+    def _get_local_path(self, path, force=False, **kwargs):
+        return zoo_weights_file(path[len(self.PREFIX) :].strip("/"))
+
+    def _open(self, path, mode="r", buffering=-1, **kwargs):
+        return open(self._get_local_path(path), mode, buffering=buffering)
+
+    def _isfile(self, path, **kwargs):
+        try:
+            return os.path.isfile(self._get_local_path(path))
+        except CheckpointError:
+            return False
+
+    _exists = _isfile
+
+
+def register_zoo_handler():
+    """Register `fbnet_zoo://` with detectron2's PathManager and the project's (done on
+    import; again is harmless)."""
+    for manager in (D2PathManager, path_manager):
+        manager.register_handler(FBNetZooHandler(), allow_override=True)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def _strip(data):
+    """The weights of an official-format or bare state dict, `module.` stripped; None if
+    `data` is neither."""
+    if not isinstance(data, dict) or not data:
+        return None
+    try:
+        return extract_state_dict(data)
+    except CheckpointError:
+        return None
+
+
+def classification_weights(data):
+    """The classification state dict in `data` (official format or bare; `stages.*` keys of a
+    bare backbone are read as `backbone.stages.*`), or None when `data` is not one (e.g. a
+    detection checkpoint)."""
+    weights = _strip(data)
+    if weights is None:
+        return None
+    keys = list(weights)
+    if not all(k.startswith((_SOURCE_PREFIX, "stages.", "head.")) for k in keys):
+        return None
+    if not any(k.startswith((_SOURCE_PREFIX, "stages.")) for k in keys):
+        return None
+    return collections.OrderedDict(
+        ("backbone." + k if k.startswith("stages.") else k, v) for k, v in weights.items()
+    )
+
+
+#: Module types whose `stages` hold blocks named as in the classification model.
+STAGE_HOLDERS = (FBNetV2Backbone, FBNetV2C4ROIHeads)
+
+
+def _unwrap(model):
+    return model.module if isinstance(model, (DistributedDataParallel, DataParallel)) else model
+
+
+def _group(key, by_block):
+    """The module a key is reported under: its FBNet block (`by_block`, for checkpoint keys),
+    else its first two components (`roi_heads.box_predictor`)."""
+    m = re.match(r"(.*?stages\.xif\d+_\d+)\.", key) if by_block else None
+    return m.group(1) if m else ".".join(key.split(".")[:2])
+
+
+def _grouped(keys, by_block=False):
+    counts = collections.Counter(_group(k, by_block) for k in keys)
+    return ", ".join(f"{g} ({n})" for g, n in counts.items())
+
+
+@dataclasses.dataclass
+class ConversionReport:
+    """What a classification checkpoint gave a detection model.
+
+    loaded: model keys filled from the checkpoint (every key of every FBNet stage);
+    fresh: model keys the checkpoint has nothing for (FPN, RPN, box head...), left as built;
+    unused: checkpoint keys detection does not use (the classifier, the global-pool stage);
+    targets: {module prefix: block names} of the FBNet stages filled.
+    """
+
+    source: str
+    loaded: list
+    fresh: list
+    unused: list
+    targets: dict
+
+    def summary(self):
+        blocks = "; ".join(
+            f"{prefix}: {names[0]} ... {names[-1]} ({len(names)} blocks)"
+            for prefix, names in self.targets.items()
+        )
+        lines = [
+            f"Loaded {len(self.loaded)} keys from classification checkpoint {self.source!r} "
+            f"into the FBNet stages ({blocks}).",
+            f"Initialised fresh, not in the checkpoint ({len(self.fresh)} keys): "
+            f"{_grouped(self.fresh) or 'nothing'}.",
+            f"Checkpoint keys not used by detection ({len(self.unused)}): "
+            f"{_grouped(self.unused, by_block=True) or 'none'}.",
+        ]
+        return "\n".join(lines)
+
+
+def _listing(title, keys, limit=10):
+    shown = "\n".join(f"    {k}" for k in keys[:limit])
+    more = f"\n    ... and {len(keys) - limit} more" if len(keys) > limit else ""
+    return f"  {title} ({len(keys)}):\n{shown}{more}"
+
+
+def _stage_of(key):
+    m = _BLOCK.match(key[len(_SOURCE_PREFIX) :]) if key.startswith(_SOURCE_PREFIX) else None
+    return int(m.group(1)) if m else None
+
+
+def convert_classification_state_dict(state_dict, model, source="checkpoint"):
+    """Map a classification state dict (or official-format dict) onto `model`'s FBNet stages.
+
+    Returns (state dict of model keys to load, ConversionReport). Raises CheckpointError when
+    `state_dict` is not a classification checkpoint, when the model has no FBNet stages, or
+    when the checkpoint does not fill them exactly (listing missing, mis-shaped and unexpected
+    keys: the sign of a checkpoint of another arch).
+    """
+    weights = classification_weights(state_dict)
+    if weights is None:
+        raise CheckpointError(
+            f"{source!r} is not a classification checkpoint (keys backbone.stages.* and head.*)."
+        )
+    model = _unwrap(model)
+    holders = [(n, m) for n, m in model.named_modules() if isinstance(m, STAGE_HOLDERS)]
+    if not holders:
+        raise CheckpointError(
+            f"The model ({type(model).__name__}) has no FBNet stages (FBNetV2Backbone or "
+            f"FBNetV2C4ROIHeads) to load classification checkpoint {source!r} into."
+        )
+    expected = model.state_dict()
+    mapping, targets = {}, {}  # model key -> checkpoint key; prefix -> block names
+    for name, holder in holders:
+        prefix = f"{name}.stages." if name else "stages."
+        targets[prefix[:-1]] = list(holder.stages._modules)
+        for key in expected:
+            if key.startswith(prefix):
+                mapping[key] = _SOURCE_PREFIX + key[len(prefix) :]
+    used_stages = {_stage_of(src) for src in mapping.values()}
+    mapped_sources = set(mapping.values())
+
+    converted, loaded, missing, misshaped = collections.OrderedDict(), [], [], []
+    for key, src in mapping.items():
+        if src not in weights:
+            if not key.endswith(_COUNTER):  # a counter the checkpoint lacks keeps its value
+                missing.append(src)
+            continue
+        have, want = tuple(weights[src].shape), tuple(expected[key].shape)
+        if have != want:
+            misshaped.append(f"{src}: checkpoint {have} vs model {want} ({key})")
+            continue
+        converted[key] = weights[src]
+        loaded.append(key)
+    unexpected, unused = [], []
+    for src in weights:
+        if src in mapped_sources:
+            continue
+        if src.endswith(_COUNTER) and src[: -len(_COUNTER)] + "running_mean" in mapped_sources:
+            continue  # a frozen batch norm has no counter
+        (unexpected if _stage_of(src) in used_stages else unused).append(src)
+    if missing or misshaped or unexpected:
+        arch = getattr(holders[0][1], "arch_def", None)
+        arch_name = getattr(arch, "name", None)
+        counts = ", ".join(
+            f"{len(keys)} {what}"
+            for what, keys in (
+                ("missing", missing),
+                ("mis-shaped", misshaped),
+                ("unexpected", unexpected),
+            )
+            if keys
+        )
+        parts = [
+            f"Classification checkpoint {source!r} does not fit the FBNet stages of the "
+            f"detection model (arch {arch_name!r}): {counts} keys. Was it trained for another "
+            f"arch? MODEL.FBNET_V2.ARCH (and WIDTH_DIVISOR) must describe the arch the "
+            f"checkpoint was trained for."
+        ]
+        for title, keys in (
+            ("missing keys", missing),
+            ("mis-shaped keys", misshaped),
+            ("unexpected keys, in stages the model uses", unexpected),
+        ):
+            if keys:
+                parts.append(_listing(title, keys))
+        raise CheckpointError("\n".join(parts))
+    fresh = [k for k in expected if k not in mapping]
+    report = ConversionReport(str(source), loaded, fresh, unused, targets)
+    return converted, report
+
+
+# --------------------------------------------------------------------------- loading
+
+_CLASSIFICATION = "__mobile_cv_nas_classification__"
+
+
+class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
+    """detectron2's DetectionCheckpointer, plus classification checkpoints (official format or
+    bare, from a path, URL or fbnet_zoo://) converted onto the FBNet stages of the model
+    (convert_classification_state_dict). `conversion_report` is the last ConversionReport."""
+
+    conversion_report = None
+
+    def _load_file(self, filename):
+        loaded = super()._load_file(filename)
+        weights = classification_weights(loaded.get("model"))
+        if weights is None:
+            return loaded
+        return {
+            "model": weights,
+            "__author__": "mobile_cv_nas classification checkpoint",
+            "matching_heuristics": False,
+            _CLASSIFICATION: filename,
+        }
+
+    def _load_model(self, checkpoint):
+        source = checkpoint.pop(_CLASSIFICATION, None)
+        if source is not None:
+            converted, report = convert_classification_state_dict(
+                checkpoint["model"], self.model, source=source
+            )
+            self.logger.info(report.summary())
+            logger.debug("Loaded keys: %s", ", ".join(report.loaded))
+            self.conversion_report = report
+            checkpoint["model"] = converted
+        return super()._load_model(checkpoint)
+
+
+def load_classification_weights(model, weights, *, sha256=None, cache_dir=None, trusted=False):
+    """Load a classification checkpoint (path, URL, fbnet_zoo://<name>, or a state dict /
+    official-format dict) into a detection model's FBNet stages; returns the
+    ConversionReport (also logged). `sha256` / `trusted` as for load_checkpoint."""
+    if isinstance(weights, dict):
+        source, data = "state dict", weights
+    else:
+        source = os.fspath(weights)
+        data = read_checkpoint_state_dict(
+            source, sha256=sha256, cache_dir=cache_dir, trusted=trusted
+        )
+    converted, report = convert_classification_state_dict(data, model, source=source)
+    result = _unwrap(model).load_state_dict(converted, strict=False)
+    assert not result.unexpected_keys, result.unexpected_keys  # converted has model keys only
+    logger.info(report.summary())
+    logger.debug("Loaded keys: %s", ", ".join(report.loaded))
+    return report
+
+
+register_zoo_handler()

@@ -1,0 +1,473 @@
+"""mobile_cv_nas.detection with the real detectron2: the FBNet backbones (C4, FPN, RetinaNet)
+and their output shapes at any input size, freezing, the light heads in full detectron2 models
+(inference and training losses), ImageNet-weight conversion (file, checkpointer, fbnet_zoo://
+through a user catalog, offline) and the errors."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from detectron2.config import get_cfg
+from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm
+from detectron2.modeling import (
+    BACKBONE_REGISTRY,
+    build_backbone,
+    build_model,
+)
+from detectron2.modeling.proposal_generator.rpn import RPN_HEAD_REGISTRY
+from detectron2.modeling.roi_heads import ROI_BOX_HEAD_REGISTRY, ROI_HEADS_REGISTRY
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+import mobile_cv_nas.detection as det
+from mobile_cv_nas import model_zoo
+from mobile_cv_nas.arch import CheckpointError
+from mobile_cv_nas.publish import publish_model
+
+REGISTRIES = {
+    "BACKBONE": BACKBONE_REGISTRY,
+    "RPN_HEAD": RPN_HEAD_REGISTRY,
+    "ROI_BOX_HEAD": ROI_BOX_HEAD_REGISTRY,
+    "ROI_HEADS": ROI_HEADS_REGISTRY,
+}
+#: What the official FBNetV2 detection stack (d2go) registers in the same registries.
+D2GO_NAMES = {
+    "BACKBONE": {"FBNetV2C4Backbone", "FBNetV2FpnBackbone", "FBNetV2RetinaNetBackbone"},
+    "RPN_HEAD": {"FBNetV2RpnHead"},
+    "ROI_BOX_HEAD": {"FBNetV2RoIBoxHead"},
+    "ROI_HEADS": set(),
+}
+RETINA_SIZES = (32, 64, 128, 256, 512)
+SIZES = [(224, 224), (200, 232), (320, 320)]
+IMAGENET_PIXELS = dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+
+
+def make_cfg(backbone, arch="FBNetV2_F4", **fbnet):
+    """A detectron2 config with our keys for `backbone` (c4, fpn, retinanet), consistent feature
+    names for its RPN/RoI/RetinaNet heads, small proposal counts (CPU)."""
+    cfg = det.add_fbnetv2_config(get_cfg())
+    m = cfg.MODEL
+    m.DEVICE = "cpu"
+    m.FBNET_V2.ARCH = arch
+    for key, value in fbnet.items():
+        m.FBNET_V2[key] = value
+    cfg.INPUT.FORMAT = "RGB"
+    m.PIXEL_MEAN, m.PIXEL_STD = IMAGENET_PIXELS["mean"], IMAGENET_PIXELS["std"]
+    m.BACKBONE.NAME = f"build_fbnetv2_{backbone}_backbone"
+    m.RPN.HEAD_NAME = "FBNetV2LightRPNHead"
+    m.ROI_HEADS.NUM_CLASSES = m.RETINANET.NUM_CLASSES = 3
+    m.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 64
+    m.RPN.PRE_NMS_TOPK_TRAIN = m.RPN.PRE_NMS_TOPK_TEST = 200
+    m.RPN.POST_NMS_TOPK_TRAIN = m.RPN.POST_NMS_TOPK_TEST = 50
+    if backbone == "c4":
+        m.RPN.IN_FEATURES = m.ROI_HEADS.IN_FEATURES = ["stage4"]
+        m.ROI_HEADS.NAME = "FBNetV2C4ROIHeads"
+    elif backbone == "fpn":
+        m.RPN.IN_FEATURES = ["p2", "p3", "p4", "p5", "p6"]
+        m.ANCHOR_GENERATOR.SIZES = [[32], [64], [128], [256], [512]]
+        m.ROI_HEADS.NAME = "StandardROIHeads"
+        m.ROI_HEADS.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+        m.ROI_BOX_HEAD.NAME = "FBNetV2BlockBoxHead"
+        m.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+    else:
+        m.META_ARCHITECTURE = "RetinaNet"
+        m.RETINANET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+        m.RETINANET.SCORE_THRESH_TEST = 0.0  # untrained: every score is near the 0.01 prior
+        m.ANCHOR_GENERATOR.SIZES = [[s, s * 2 ** (1 / 3), s * 2 ** (2 / 3)] for s in RETINA_SIZES]
+    return cfg
+
+
+def batch(h=150, w=190):
+    """One random image (sides not multiples of 32) with two boxes."""
+    instances = Instances((h, w))
+    instances.gt_boxes = Boxes(torch.tensor([[10.0, 20.0, 80.0, 120.0], [50.0, 30.0, 150.0, 90.0]]))
+    instances.gt_classes = torch.tensor([0, 2])
+    image = torch.randint(0, 256, (3, h, w)).float()
+    return [{"image": image, "instances": instances, "height": h, "width": w}]
+
+
+def official_checkpoint(path, arch="FBNetV2_F4"):
+    """A zoo arch's classifier with random weights, saved in the official format."""
+    model = model_zoo.get(arch)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_()
+        for name, b in model.named_buffers():
+            if name.endswith("running_var"):
+                b.uniform_(0.5, 2.0)
+            elif name.endswith("running_mean"):
+                b.normal_()
+    torch.save({"state_dict": model.state_dict(), "model_ema": None}, path)
+    return model.state_dict()
+
+
+# --------------------------------------------------------------------------- config, registry
+
+
+def test_registered_names_are_ours_and_collide_with_nobody():
+    ours = det.REGISTERED_NAMES
+    assert set(ours) == set(REGISTRIES)
+    for kind, registry in REGISTRIES.items():
+        names = dict(registry)
+        builtin = {n for n, obj in names.items() if obj.__module__.startswith("detectron2.")}
+        assert builtin, kind  # detectron2's own are there too, side by side
+        for name in ours[kind]:
+            assert name in names and names[name].__module__.startswith("mobile_cv_nas.detection")
+            assert "fbnetv2" in name.lower()
+        assert not set(ours[kind]) & (builtin | D2GO_NAMES[kind])
+
+
+def test_add_fbnetv2_config_is_idempotent_and_merges():
+    cfg = det.add_fbnetv2_config(get_cfg())
+    node = cfg.MODEL.FBNET_V2
+    assert set(node) == {
+        "ARCH",
+        "ARCH_DEF",
+        "WIDTH_DIVISOR",
+        "NORM",
+        "OUT_FEATURES",
+        "HEAD_NORM",
+        "BOX_HEAD_BLOCKS",
+    }
+    assert (node.ARCH, node.NORM, node.WIDTH_DIVISOR, node.OUT_FEATURES) == ("", "BN", 0, [])
+    node.ARCH = "FBNetV2_F1"
+    assert det.add_fbnetv2_config(cfg) is cfg and cfg.MODEL.FBNET_V2.ARCH == "FBNetV2_F1"
+    cfg.merge_from_list(["MODEL.FBNET_V2.OUT_FEATURES", "['stage4']", "MODEL.FBNET_V2.NORM", "GN"])
+    assert cfg.MODEL.FBNET_V2.OUT_FEATURES == ["stage4"]
+    # an inline arch def survives a dump and a merge into a fresh config
+    cfg.MODEL.FBNET_V2.ARCH = ""
+    cfg.MODEL.FBNET_V2.ARCH_DEF.stages = model_zoo.get_arch_def("FBNetV2_F4").stages
+    again = det.add_fbnetv2_config(get_cfg())
+    again.merge_from_other_cfg(type(cfg).load_cfg(cfg.dump()))
+    arch = det.resolve_arch(again)
+    assert arch.name == "MODEL.FBNET_V2.ARCH_DEF"
+    assert arch.stages == model_zoo.get_arch_def("FBNetV2_F4").stages
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize("arch", ["FBNetV2_F4", "FBNetV2_F1"])
+@pytest.mark.parametrize("backbone", ["c4", "fpn", "retinanet"])
+def test_output_shape_matches_the_feature_maps(backbone, arch):
+    cfg = make_cfg(backbone, arch)
+    model = build_backbone(cfg).eval()
+    shapes = model.output_shape()
+    expected = {
+        "c4": ["stage4"],
+        "fpn": ["p2", "p3", "p4", "p5", "p6"],
+        "retinanet": ["p3", "p4", "p5", "p6", "p7"],
+    }[backbone]
+    assert list(shapes) == expected
+    if backbone == "c4":
+        channels = model_zoo.get_arch_def(arch).stages[4][-1]["out_channels"]
+        assert (shapes["stage4"].channels, shapes["stage4"].stride) == (channels, 16)
+        assert model.size_divisibility == 0
+    else:
+        assert {s.channels for s in shapes.values()} == {cfg.MODEL.FPN.OUT_CHANNELS}
+        assert [s.stride for s in shapes.values()] == [2 ** int(n[1:]) for n in expected]
+        assert model.size_divisibility == 32
+    for h, w in SIZES:
+        with torch.no_grad():
+            out = model(torch.randn(1, 3, h, w))
+        assert isinstance(out, dict) and list(out) == expected
+        for name, spec in shapes.items():
+            want = (1, spec.channels, math.ceil(h / spec.stride), math.ceil(w / spec.stride))
+            assert tuple(out[name].shape) == want, (name, h, w)
+
+
+def test_bottom_up_features_are_the_arch_stages():
+    cfg = make_cfg("fpn", "FBNetV2_F4")
+    bottom_up = build_backbone(cfg).bottom_up
+    assert isinstance(bottom_up, det.FBNetV2Backbone)
+    shapes = bottom_up.output_shape()
+    assert {k: (s.channels, s.stride) for k, s in shapes.items()} == {
+        "stage2": (24, 4),
+        "stage3": (32, 8),
+        "stage4": (112, 16),
+        "stage5": (224, 32),
+    }
+    # the same maps as the zoo's classification backbone, at a size not divisible by 32
+    zoo = model_zoo.get("FBNetV2_F4", out_features=list(shapes)).eval()
+    zoo.load_state_dict(bottom_up.state_dict(), strict=False)
+    x = torch.randn(1, 3, 200, 232)
+    with torch.no_grad():
+        ours, theirs = bottom_up.eval()(x), zoo(x)
+    for name in shapes:
+        torch.testing.assert_close(ours[name], theirs[name])
+
+
+def test_fpn_at_any_size_equals_the_padded_image():
+    model = build_backbone(make_cfg("fpn")).eval()
+    x = torch.randn(1, 3, 200, 232)
+    padded = torch.nn.functional.pad(x, (0, 256 - 232, 0, 224 - 200))
+    with torch.no_grad():
+        out, ref = model(x), model(padded)
+    for name, v in out.items():
+        h, w = v.shape[-2:]
+        torch.testing.assert_close(v, ref[name][..., :h, :w])
+
+
+# --------------------------------------------------------------------------- freezing
+
+
+def _block_stage(name):
+    return int(name.split("xif")[1].split("_")[0])
+
+
+@pytest.mark.parametrize("freeze_at", [0, 1, 2])
+def test_freeze_at_freezes_exactly_the_first_stages(freeze_at):
+    cfg = make_cfg("fpn")
+    cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
+    model = build_backbone(cfg)
+    bottom_up = model.bottom_up
+    assert bottom_up.freeze_at == freeze_at
+    for name, p in model.named_parameters():
+        frozen = name.startswith("bottom_up.stages.") and _block_stage(name) < freeze_at
+        assert p.requires_grad is not frozen, name
+    norms = [
+        (name, m)
+        for name, m in bottom_up.stages.named_modules()
+        if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))
+    ]
+    for name, m in norms:
+        if _block_stage(name) < freeze_at:
+            assert type(m) is FrozenBatchNorm2d, name
+        else:
+            assert type(m) is nn.BatchNorm2d, name
+    # a training step leaves the frozen statistics alone and updates the others
+    before = {k: v.clone() for k, v in bottom_up.state_dict().items() if "running_mean" in k}
+    model.train()(torch.randn(2, 3, 64, 64))
+    after = bottom_up.state_dict()
+    for key, value in before.items():
+        assert torch.equal(after[key], value) is (_block_stage(key) < freeze_at), key
+
+
+def test_freeze_at_bounds_and_frozen_bn_norm():
+    cfg = make_cfg("c4")
+    cfg.MODEL.BACKBONE.FREEZE_AT = 5  # stages 0-4: the whole C4 backbone
+    model = build_backbone(cfg)
+    assert not any(p.requires_grad for p in model.parameters())
+    cfg.MODEL.BACKBONE.FREEZE_AT = 6
+    with pytest.raises(det.DetectionConfigError, match="at most 5"):
+        build_backbone(cfg)
+    cfg = make_cfg("c4", NORM="FrozenBN")
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    model = build_backbone(cfg)
+    norms = [m for m in model.modules() if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d))]
+    assert norms and all(type(m) is FrozenBatchNorm2d for m in norms)
+    assert all(p.requires_grad for p in model.parameters())  # FREEZE_AT 0: convs train
+
+
+@pytest.mark.parametrize(
+    "norm, kind",
+    [("SyncBN", nn.SyncBatchNorm), ("naiveSyncBN", NaiveSyncBatchNorm), ("GN", nn.GroupNorm)],
+)
+def test_norm_names(norm, kind):
+    cfg = make_cfg("c4", NORM=norm)
+    cfg.MODEL.BACKBONE.FREEZE_AT = 0
+    model = build_backbone(cfg)
+    types = {type(m) for m in model.modules()}
+    assert kind in types and nn.BatchNorm2d not in types
+    if norm == "GN":  # 16-wide stem: gcd(32, 16) groups
+        assert model.stages.xif0_0.bn.num_groups == 16
+
+
+# --------------------------------------------------------------------------- full models
+
+
+@pytest.mark.parametrize("backbone", ["fpn", "c4", "retinanet"])
+def test_full_detectron2_model_infers_and_trains(backbone):
+    cfg = make_cfg(backbone)
+    model = build_model(cfg)
+    if backbone == "fpn":
+        assert isinstance(model.proposal_generator.rpn_head, det.FBNetV2LightRPNHead)
+        assert isinstance(model.roi_heads.box_head, det.FBNetV2BlockBoxHead)
+        dw = model.proposal_generator.rpn_head.conv[0].conv
+        assert dw.groups == dw.in_channels == 256 and dw.kernel_size == (3, 3)
+    if backbone == "c4":
+        assert isinstance(model.roi_heads, det.FBNetV2C4ROIHeads)
+        assert list(model.roi_heads.stages._modules) == [f"xif5_{i}" for i in range(4)]
+    model.eval()
+    with torch.no_grad():
+        (result,) = model(batch())
+    instances = result["instances"]
+    assert instances.image_size == (150, 190)
+    assert len(instances) > 0 and instances.pred_boxes.tensor.shape[1] == 4
+
+    model.train()
+    with EventStorage(0):
+        losses = model(batch())
+    expected = {"loss_cls", "loss_box_reg"}
+    if backbone != "retinanet":
+        expected |= {"loss_rpn_cls", "loss_rpn_loc"}
+    assert set(losses) == expected
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    stages = "backbone.stages." if backbone == "c4" else "backbone.bottom_up.stages."
+    assert grads[stages + "xif0_0.conv.weight"] is None  # FREEZE_AT 2 (detectron2's default)
+    assert grads[stages + "xif2_0.pw.conv.weight"].abs().sum() > 0
+    if backbone == "c4":
+        assert grads["roi_heads.stages.xif5_0.pw.conv.weight"].abs().sum() > 0
+
+
+# --------------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize("backbone", ["fpn", "c4"])
+def test_classification_checkpoint_loads_into_every_fbnet_stage(backbone, tmp_path, caplog):
+    source = official_checkpoint(tmp_path / "model.pth")
+    model = build_model(make_cfg(backbone))
+    checkpointer = det.FBNetV2DetectionCheckpointer(model)
+    with caplog.at_level("INFO"):
+        checkpointer.load(str(tmp_path / "model.pth"))
+    report = checkpointer.conversion_report
+    state = model.state_dict()
+    holders = ["backbone.stages."] if backbone == "c4" else ["backbone.bottom_up.stages."]
+    if backbone == "c4":
+        holders.append("roi_heads.stages.")
+    stage_keys = [k for k in state if k.startswith(tuple(holders))]
+    assert sorted(report.loaded) == sorted(stage_keys)
+    for key in stage_keys:  # the values too
+        src = "backbone.stages." + key.split("stages.", 1)[1]
+        torch.testing.assert_close(state[key], source[src], msg=key)
+    assert sorted(report.fresh) == sorted(set(state) - set(stage_keys))
+    assert any(k.startswith("proposal_generator.rpn_head.") for k in report.fresh)
+    assert any(k.startswith("roi_heads.box_predictor.") for k in report.fresh)
+    assert sorted(report.unused) == sorted(
+        k for k in source if k.startswith(("head.", "backbone.stages.xif6_"))
+    )
+    if backbone == "c4":  # the box head's copy of the stride-32 stage
+        assert report.targets["roi_heads.stages"] == [f"xif5_{i}" for i in range(4)]
+        assert "xif5_0" not in report.targets["backbone.stages"]
+    log = caplog.text
+    assert f"Loaded {len(stage_keys)} keys" in log and "Initialised fresh" in log
+    assert "proposal_generator.rpn_head" in log and "head.conv (2)" in log
+
+
+def test_frozen_bn_model_and_the_helper(tmp_path):
+    source = official_checkpoint(tmp_path / "model.pth")
+    model = build_model(make_cfg("c4", NORM="FrozenBN"))
+    report = det.load_classification_weights(model, str(tmp_path / "model.pth"))
+    assert report.loaded and not any(k.endswith("num_batches_tracked") for k in report.loaded)
+    bn = model.roi_heads.stages.xif5_0.pw.bn
+    assert type(bn) is FrozenBatchNorm2d
+    torch.testing.assert_close(bn.running_var, source["backbone.stages.xif5_0.pw.bn.running_var"])
+    # a state dict works too, and a bare backbone's keys (stages.*)
+    bare = {k[len("backbone.") :]: v for k, v in source.items() if k.startswith("backbone.")}
+    again = det.load_classification_weights(model, bare)
+    assert sorted(again.loaded) == sorted(report.loaded)
+
+
+def test_zoo_url_scheme_through_a_user_catalog(tmp_path, no_network):
+    official_checkpoint(tmp_path / "model.pth")
+    catalog = tmp_path / "zoo"
+    arch = model_zoo.get_arch_def("FBNetV2_F4")
+    publish_model("det_test_fbnetv2_f4", arch, str(tmp_path / "model.pth"), str(catalog))
+    model_zoo.add_catalog(catalog)
+    try:
+        cfg = make_cfg("fpn", arch="det_test_fbnetv2_f4")  # the arch by its zoo name too
+        cfg.MODEL.WEIGHTS = "fbnet_zoo://det_test_fbnetv2_f4"
+        model = build_model(cfg)
+        checkpointer = det.FBNetV2DetectionCheckpointer(model)
+        checkpointer.load(cfg.MODEL.WEIGHTS)
+        loaded = checkpointer.conversion_report.loaded
+        assert len(loaded) == len([k for k in model.state_dict() if ".bottom_up.stages." in k])
+        with pytest.raises(CheckpointError, match="Unknown model 'nope'"):
+            checkpointer.load("fbnet_zoo://nope")
+        with pytest.raises(CheckpointError, match="no published weights"):
+            checkpointer.load("fbnet_zoo://FBNetV2_F0")
+    finally:
+        model_zoo.remove_catalog(catalog)
+    assert no_network == []
+
+
+def test_checkpoint_of_another_arch_is_a_clear_mismatch(tmp_path):
+    official_checkpoint(tmp_path / "f1.pth", arch="FBNetV2_F1")
+    model = build_model(make_cfg("fpn", arch="FBNetV2_F4"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as info:
+        det.FBNetV2DetectionCheckpointer(model).load(str(tmp_path / "f1.pth"))
+    message = str(info.value)
+    assert "does not fit the FBNet stages" in message and "'FBNetV2_F4'" in message
+    assert "mis-shaped keys" in message and "missing keys" in message
+    assert "another arch" in message and "Traceback" not in message
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # untouched
+
+
+def test_detection_checkpoints_still_load_as_usual(tmp_path):
+    model = build_model(make_cfg("c4"))
+    torch.save({"model": model.state_dict(), "iteration": 7}, tmp_path / "model_final.pth")
+    other = build_model(make_cfg("c4"))
+    checkpointer = det.FBNetV2DetectionCheckpointer(other)
+    extra = checkpointer.load(str(tmp_path / "model_final.pth"))
+    assert extra["iteration"] == 7 and checkpointer.conversion_report is None
+    key = "roi_heads.box_predictor.cls_score.weight"
+    torch.testing.assert_close(other.state_dict()[key], model.state_dict()[key])
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_arch_and_registry_names_are_listed():
+    with pytest.raises(det.DetectionConfigError, match="Did you mean 'FBNetV2_F4'.*FBNetV2_L2"):
+        build_backbone(make_cfg("fpn", arch="FBNetV2_F44"))
+    cfg = make_cfg("fpn")
+    cfg.MODEL.BACKBONE.NAME = "build_fbnetv2_fnp_backbone"
+    with pytest.raises(det.DetectionConfigError) as info:
+        det.check_registered_names(cfg)
+    message = str(info.value)
+    assert "Did you mean 'build_fbnetv2_fpn_backbone'" in message
+    assert all(name in message for name in det.REGISTERED_NAMES["BACKBONE"])
+    cfg = make_cfg("c4")
+    cfg.MODEL.RPN.HEAD_NAME = "LightRPNHead"
+    with pytest.raises(det.DetectionConfigError, match="MODEL.RPN.HEAD_NAME.*FBNetV2LightRPNHead"):
+        det.check_registered_names(cfg)
+    for backbone in ("fpn", "c4", "retinanet"):
+        det.check_registered_names(make_cfg(backbone))
+    with pytest.raises(det.DetectionConfigError, match="add_fbnetv2_config"):
+        det.resolve_arch(get_cfg())
+
+
+@pytest.mark.parametrize(
+    "backbone, key, value, match",
+    [
+        ("c4", "OUT_FEATURES", ["stage6"], r"Unknown backbone feature.*stage5 \(stride 32"),
+        ("fpn", "OUT_FEATURES", ["res2", "res3"], r"Unknown backbone feature.*stage0 \(stride 2"),
+        ("c4", "OUT_FEATURES", ["stage3", "stage4"], "C4 backbone gives one feature"),
+        ("fpn", "NORM", "LayerNorm", "MODEL.FBNET_V2.NORM: unknown norm 'LayerNorm'"),
+        ("fpn", "HEAD_NORM", "FrozenBN", "freshly initialised heads"),
+        ("fpn", "BOX_HEAD_BLOCKS", [{"op": "ir_k3_hz", "out_channels": 8}], "Did you mean"),
+    ],
+)
+def test_bad_features_and_norms_are_named(backbone, key, value, match):
+    cfg = make_cfg(backbone, **{key: value})
+    with pytest.raises(det.DetectionConfigError, match=match):
+        build_model(cfg)
+
+
+def test_heads_reading_missing_features_are_refused():
+    cfg = make_cfg("c4")
+    cfg.MODEL.RPN.IN_FEATURES = ["res4"]  # detectron2's default, a ResNet name
+    with pytest.raises(det.DetectionConfigError, match=r"MODEL.RPN.IN_FEATURES.*\['stage4'\]"):
+        build_model(cfg)
+    cfg = make_cfg("fpn")
+    cfg.MODEL.FPN.IN_FEATURES = ["stage2", "stage3"]
+    cfg.MODEL.FBNET_V2.OUT_FEATURES = ["stage3", "stage4"]
+    with pytest.raises(det.DetectionConfigError, match="differ"):
+        build_model(cfg)
+
+
+def test_an_arch_for_other_image_channels_is_refused():
+    arch = model_zoo.get_arch_def("FBNetV2_F4").to_dict()
+    arch["in_channels"] = 1  # e.g. a Fashion-MNIST model from a user catalog
+    cfg = make_cfg("fpn", arch="")
+    cfg.MODEL.FBNET_V2.ARCH_DEF = type(cfg)(arch)
+    with pytest.raises(det.DetectionConfigError, match="1-channel images.*INPUT.FORMAT 'L'"):
+        build_model(cfg)
+    cfg.INPUT.FORMAT = "L"  # grayscale detection with that arch works
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [127.0], [64.0]
+    out = build_model(cfg).backbone.bottom_up(torch.randn(1, 1, 64, 64))
+    assert out["stage5"].shape == (1, 224, 2, 2)
