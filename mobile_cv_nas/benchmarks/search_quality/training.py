@@ -1,0 +1,130 @@
+"""Training one architecture (and running the demo search) through the engine's tasks, in
+this process: the config is built as tools/train_net.py builds it (`setup_cfg`: the config
+file, then KEY VALUE overrides, checked), then `main(cfg, args)` runs the task.
+
+Every run gets the same train config, overrides, seed and schedule; only the architecture
+(MODEL.FBNET.ARCH) and OUTPUT_DIR differ. The result is read back from the run's metrics.json.
+
+detectron2's `default_setup` attaches stdout and log-file handlers to its loggers (and this
+project's) for each OUTPUT_DIR; `_run_logging` takes them off again after each run, so that
+runs in one process do not print each line once per earlier run.
+"""
+
+import contextlib
+import json
+import logging
+import os
+
+from detectron2.engine import default_argument_parser
+
+from ...engine import check_output_dir, main, setup_cfg
+from ...engine.run import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Data of every run unless overridden: the embedded Fashion-MNIST subset, the same on every
+#: machine (fashion_mnist_train/_val switch to the full set where it is installed).
+SUBSET_DATA = ("DATA.TRAIN", "fashion_mnist_subset_train", "DATA.TEST", "fashion_mnist_subset_val")
+#: Keys the benchmark sets per run itself (SEED: --seed).
+RESERVED_KEYS = ("OUTPUT_DIR", "MODEL.FBNET.ARCH", "SEED", "TASK")
+
+
+def check_overrides(opts):
+    """KEY VALUE pairs: an even count, none of the keys the benchmark sets per run."""
+    if len(opts) % 2:
+        raise ConfigError(f"Overrides must be KEY VALUE pairs, got {len(opts)} items: {opts}.")
+    reserved = [k for k in opts[::2] if k in RESERVED_KEYS]
+    if reserved:
+        raise ConfigError(
+            f"The benchmark sets {', '.join(reserved)} per run itself; drop it from the "
+            f"overrides (the training seed is --seed)."
+        )
+    return list(opts)
+
+
+def engine_args(config_file, opts):
+    """The parsed command line of `tools/train_net.py --config-file CONFIG KEY VALUE ...`."""
+    return default_argument_parser().parse_args(["--config-file", config_file, *map(str, opts)])
+
+
+def train_cfg(train_config, arch_path, output_dir, seed, overrides=()):
+    """(frozen cfg, args) of training the arch YAML `arch_path` into `output_dir`."""
+    opts = [
+        *SUBSET_DATA,
+        "SEED",
+        seed,
+        *overrides,
+        "OUTPUT_DIR",
+        output_dir,
+        "MODEL.FBNET.ARCH",
+        arch_path,
+    ]
+    args = engine_args(train_config, opts)
+    cfg = setup_cfg(args)
+    if cfg.TASK != "train":
+        raise ConfigError(f"--train-config {train_config!r} has TASK {cfg.TASK!r}, not train.")
+    return cfg, args
+
+
+def search_cfg(search_config, output_dir, overrides=()):
+    """(frozen cfg, args) of the search of `search_config` into `output_dir` (subset data)."""
+    args = engine_args(search_config, [*SUBSET_DATA, *overrides, "OUTPUT_DIR", output_dir])
+    cfg = setup_cfg(args)
+    if cfg.TASK != "search":
+        raise ConfigError(f"Search config {search_config!r} has TASK {cfg.TASK!r}, not search.")
+    return cfg, args
+
+
+def _loggers():
+    manager = logging.Logger.manager
+    return [logging.getLogger()] + [
+        v for v in list(manager.loggerDict.values()) if isinstance(v, logging.Logger)
+    ]
+
+
+@contextlib.contextmanager
+def _run_logging():
+    """Restore every logger's handlers, level and propagation after an engine run; a logger
+    made during the run (e.g. `mobile_cv_nas`, a placeholder until detectron2's setup_logger
+    takes it) is set back to a new logger's defaults."""
+    saved = {id(lg): (list(lg.handlers), lg.level, lg.propagate) for lg in _loggers()}
+    try:
+        yield
+    finally:
+        for lg in _loggers():
+            handlers, level, propagate = saved.get(id(lg), ([], logging.NOTSET, True))
+            for h in list(lg.handlers):
+                if h not in handlers:
+                    h.flush()
+                    lg.removeHandler(h)
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+def run_engine(cfg, args):
+    """`main(cfg, args)` of the engine in this process; returns what the task returns."""
+    with _run_logging():
+        return main(cfg, args)
+
+
+def check_new_run_dirs(cfgs):
+    """Refuse, before anything runs, OUTPUT_DIRs that already hold a run."""
+    for cfg in cfgs:
+        check_output_dir(cfg, resume=False)
+
+
+def read_metrics(output_dir):
+    path = os.path.join(output_dir, "metrics.json")
+    with open(path) as f:
+        return json.load(f)
+
+
+def train_arch(cfg, args):
+    """Train one configured run; its metrics.json as a dict (val_top1 in percent)."""
+    logger.info("Training %s in %s ...", cfg.MODEL.FBNET.ARCH, cfg.OUTPUT_DIR)
+    result = run_engine(cfg, args)
+    if result is None:
+        raise RuntimeError(f"The training run in {cfg.OUTPUT_DIR} did not complete.")
+    metrics = read_metrics(cfg.OUTPUT_DIR)
+    logger.info("%s: val top-1 %.2f%%", cfg.MODEL.FBNET.ARCH, metrics["val_top1"])
+    return metrics
