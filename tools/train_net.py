@@ -22,6 +22,7 @@ from detectron2.engine import default_argument_parser  # noqa: E402
 
 from mobile_cv_nas.engine import check_output_dir, launch, main, setup_cfg  # noqa: E402
 from mobile_cv_nas.engine.errors import USER_ERRORS  # noqa: E402
+from mobile_cv_nas.engine.launch import WorkerExit  # noqa: E402
 
 
 def cli(argv=None):
@@ -45,6 +46,8 @@ def cli(argv=None):
     except FloatingPointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except WorkerExit as e:  # a process of several printed its error and ended with e.status
+        return e.status
     return 0
 
 

@@ -28,6 +28,7 @@ def atomic_write(path, write, mode="wb"):
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, mode) as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -36,6 +37,12 @@ def atomic_write(path, write, mode="wb"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def rng_state():

@@ -35,7 +35,8 @@ class ClassificationTrainer(ProjectTrainer):
         self.label_smoothing = cfg.SOLVER.LABEL_SMOOTHING
         self.ema = EMAHook(self.module, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         self.register_hooks(
-            self.default_hooks(self.optimizer, self.scheduler) + [self.ema, self.writer_hook()]
+            self.default_hooks(self.optimizer, self.scheduler, [self.ema] if self.ema else [])
+            + [self.writer_hook()]
         )
         self._batches = None
 

@@ -22,6 +22,17 @@ from detectron2.utils import comm
 logger = logging.getLogger(__name__)
 
 TIMEOUT = datetime.timedelta(minutes=30)
+#: The exit statuses of a worker that printed its error (a user error, a non-finite loss).
+REPORTED_EXITS = (1, 2)
+
+
+class WorkerExit(Exception):
+    """A worker ended with `status` after printing its one-line error: the launcher exits with
+    that status, without a traceback of its own."""
+
+    def __init__(self, status, message):
+        super().__init__(message)
+        self.status = status
 
 
 def free_port():
@@ -103,19 +114,24 @@ def launch(
         if num_machines > 1:
             raise ValueError("--dist-url auto works on one machine only: give tcp://host:port.")
         dist_url = f"tcp://127.0.0.1:{free_port()}"
-    mp.start_processes(
-        _cpu_worker,
-        nprocs=num_processes,
-        args=(
-            main_func,
-            num_processes,
-            num_machines,
-            machine_rank,
-            dist_url,
-            args,
-            tuple(user_errors),
-        ),
-        join=True,
-        daemon=False,
-        start_method="spawn",
-    )
+    try:
+        mp.start_processes(
+            _cpu_worker,
+            nprocs=num_processes,
+            args=(
+                main_func,
+                num_processes,
+                num_machines,
+                machine_rank,
+                dist_url,
+                args,
+                tuple(user_errors),
+            ),
+            join=True,
+            daemon=False,
+            start_method="spawn",
+        )
+    except mp.ProcessExitedException as e:
+        if e.exit_code in REPORTED_EXITS:
+            raise WorkerExit(e.exit_code, str(e)) from None
+        raise

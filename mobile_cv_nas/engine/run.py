@@ -32,7 +32,7 @@ from ..search import GumbelSampler, Supernet
 from ..search.cost_bounds import cost_range
 from ..search.cost_loss import CostLoss
 from ..search.space import as_search_space
-from .checkpointer import atomic_write
+from .checkpointer import atomic_write, rng_state, set_rng_state
 from .classification_trainer import ClassificationTrainer
 from .data import SearchData, build_datasets, per_process_batch
 from .evaluation import evaluate_classifier
@@ -96,7 +96,11 @@ def setup_cfg(args):
         cfg.merge_from_list(args.opts)
     except KeyError as e:
         raise _key_error(cfg, e, "command line") from None
-    except (ValueError, AssertionError) as e:
+    except AssertionError as e:  # yacs asserts that an overridden key exists
+        if str(e).startswith("Non-existent key"):
+            raise _key_error(cfg, e, "command line") from None
+        raise ConfigError(f"command line overrides {args.opts}: {e}") from None
+    except ValueError as e:
         raise ConfigError(f"command line overrides {args.opts}: {e}") from None
     if args.eval_only:
         cfg.TASK = "eval"
@@ -175,11 +179,17 @@ def _with_max_iter(cfg, max_iter):
     return schedule
 
 
-def _setup_logging(cfg, args):
+def _setup_logging(cfg, args, resumed=False):
+    """detectron2's setup (OUTPUT_DIR, log file, config.yaml: the run's first writes) and the
+    project's logger. default_setup seeds every RNG; a resumed run keeps the RNG state its
+    checkpoint restored."""
+    state = rng_state() if resumed else None
     default_setup(cfg, args)
     setup_logger(
         cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mobile_cv_nas", abbrev_name="nas"
     )
+    if state is not None:
+        set_rng_state(state)
 
 
 def write_json(path, data):
@@ -231,25 +241,27 @@ def run_search(cfg, args):
     cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
     data = SearchData(cfg, datasets, supernet.max_resolution, rank, world)
     _, max_iter = iterations(cfg, data.iters_per_epoch)
+    trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, _with_max_iter(cfg, max_iter))
+    # a checkpoint that does not load fails here, before the run writes anything
+    start_iter = trainer.resume_or_load(args.resume)
 
-    _setup_logging(cfg, args)
+    _setup_logging(cfg, args, resumed=start_iter > 0)
     logger.info(
         f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
         f"{metric} {bounds[0] / 1e6:.4g}..{bounds[1] / 1e6:.4g} M, target {target / 1e6:.4g} M; "
         f"loss {cost_loss}; {len(data.weight_indices)} weight / {len(data.alpha_indices)} alpha "
         f"images, {data.iters_per_epoch} iterations per epoch, {max_iter} iterations."
     )
-    trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, _with_max_iter(cfg, max_iter))
     start = time.perf_counter()
-    completed = _train(trainer, args.resume)
+    completed = _train(trainer)
     if not completed:
         return None
     return write_search_outputs(trainer, data, metric, target, bounds, time.perf_counter() - start)
 
 
-def _train(trainer, resume):
-    start = trainer.resume_or_load(resume)
-    if start >= trainer.max_iter:
+def _train(trainer):
+    """Train from the start iteration `resume_or_load` set; False when stopped early."""
+    if trainer.start_iter >= trainer.max_iter:
         logger.info(
             f"The run in {trainer.cfg.OUTPUT_DIR} is complete ({trainer.max_iter} "
             f"iterations); writing its results again."
@@ -368,16 +380,18 @@ def run_train(cfg, args):
             f"batch (SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH})."
         )
     _, max_iter = iterations(cfg, per_epoch)
+    trainer = ClassificationTrainer(
+        cfg, model, datasets.train, transform, batch, _with_max_iter(cfg, max_iter), rank, world
+    )
+    # a checkpoint that does not load fails here, before the run writes anything
+    start_iter = trainer.resume_or_load(args.resume)
 
-    _setup_logging(cfg, args)
+    _setup_logging(cfg, args, resumed=start_iter > 0)
     logger.info(
         f"Training {arch.name or 'arch'} on {cfg.DATA.TRAIN}: {len(datasets.train)} "
         f"images, {len(datasets.classes)} classes, input {inp}, {max_iter} iterations."
     )
-    trainer = ClassificationTrainer(
-        cfg, model, datasets.train, transform, batch, _with_max_iter(cfg, max_iter), rank, world
-    )
-    if not _train(trainer, args.resume):
+    if not _train(trainer):
         return None
     final = _build_classifier(cfg, arch, datasets)
     final.load_state_dict(trainer.final_state_dict())

@@ -70,8 +70,9 @@ class SearchTrainer(ProjectTrainer):
                     self.iters_per_epoch,
                 )
             ]
-            + self.default_hooks(self.weight_optimizer, self.scheduler)
-            + [self.recorder, self.writer_hook()]
+            + self.default_hooks(self.weight_optimizer, self.scheduler, [self.recorder])
+            # events.json gets a line at every record (the alpha entropies, tau, costs)
+            + [self.writer_hook(cfg.NAS.LOG_PERIOD)]
         )
         self._weight_batches = self._alpha_batches = None
 

@@ -38,6 +38,19 @@ def iterations(cfg, iters_per_epoch):
     return per_epoch, total
 
 
+class _PeriodicWriter(hooks.PeriodicWriter):
+    """detectron2's PeriodicWriter with its writers made when training starts: the JSON and
+    TensorBoard writers create their files, and a run that fails before (a checkpoint that
+    does not load on --resume) must leave OUTPUT_DIR as it was."""
+
+    def __init__(self, build_writers, period=20):
+        super().__init__([], period=period)
+        self._build_writers = build_writers
+
+    def before_train(self):
+        self._writers = self._build_writers()
+
+
 class NonFiniteLossError(FloatingPointError):
     """A loss that is NaN or infinite: the run stops, keeping its last good checkpoint."""
 
@@ -67,16 +80,21 @@ class ProjectTrainer(TrainerBase):
             TensorboardXWriter(self.cfg.OUTPUT_DIR),
         ]
 
-    def default_hooks(self, scheduler_optimizer, scheduler):
+    def default_hooks(self, scheduler_optimizer, scheduler, state_hooks=()):
+        """Timer, LR schedule, `state_hooks`, checkpoints. `state_hooks` (an EMA, the search's
+        records) change checkpointed state after each step, so they run before the
+        checkpoint hook: a checkpoint of iteration i then holds their update of iteration i,
+        which a resumed run does not repeat."""
         period = self.cfg.SOLVER.CHECKPOINT_PERIOD
         return [
             hooks.IterationTimer(),
             hooks.LRScheduler(scheduler_optimizer, scheduler),
+            *state_hooks,
             CheckpointHook(self.checkpointer, period),
         ]
 
     def writer_hook(self, period=20):
-        return hooks.PeriodicWriter(self.build_writers(), period=period)
+        return _PeriodicWriter(self.build_writers, period=period)
 
     def resume_or_load(self, resume):
         """Continue from OUTPUT_DIR's last checkpoint when `resume` and there is one."""
@@ -92,9 +110,10 @@ class ProjectTrainer(TrainerBase):
         return path or "(none yet)"
 
     def check_finite(self, loss, what):
-        if not math.isfinite(float(loss)):
+        value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
+        if not math.isfinite(value):
             raise NonFiniteLossError(
-                f"Non-finite {what} ({float(loss)}) at iteration {self.iter}: the run stopped. "
+                f"Non-finite {what} ({value}) at iteration {self.iter}: the run stopped. "
                 f"The last good checkpoint is {self.last_checkpoint()}. Lower the learning "
                 f"rate (SOLVER.BASE_LR, NAS.ALPHA_OPTIMIZER.BASE_LR) and rerun with --resume "
                 f"to continue from it."

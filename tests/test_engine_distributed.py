@@ -1,0 +1,98 @@
+"""tools/train_net.py --num-gpus 2 on the CPU: two spawned processes (gloo, DDP) search
+together, every rank ends with the same alphas (the ones rank 0 checkpoints), rank 0 writes
+the run's outputs; a worker's user error is one line and exit status 2 (the launcher's
+too, without a traceback)."""
+
+import json
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from engine_helpers import (
+    assert_same_alphas,
+    cli_dumping_alphas,
+    final_alphas,
+    search_argv,
+    train_net,
+)
+from PIL import Image
+
+from mobile_cv_nas.arch import build_model, load_arch_def
+from mobile_cv_nas.data import DatasetError
+from mobile_cv_nas.engine.errors import USER_ERRORS
+from mobile_cv_nas.engine.launch import _cpu_worker
+
+WORLD = 2
+
+
+def test_two_process_cpu_search(tmp_path):
+    out, dumps = tmp_path / "out", tmp_path / "ranks"
+    dumps.mkdir()
+    # 6 iterations of a global batch of 16 (8 per process)
+    argv = ["--num-gpus", WORLD, *search_argv(out, "SOLVER.EPOCHS", "1")]
+    assert cli_dumping_alphas(argv, dumps) == 0
+    ranks = [torch.load(dumps / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
+    for r, dump in enumerate(ranks):
+        # a process group of two, each process its own Gumbel noise and its own data shard
+        assert (dump["rank"], dump["world_size"]) == (r, WORLD)
+        assert dump["sampler_rank"] == r and dump["data_rank"] == r
+    assert_same_alphas(ranks[0]["alphas"], ranks[1]["alphas"])
+    assert_same_alphas(ranks[0]["alphas"], final_alphas(out))  # what rank 0 saved
+    assert any(not torch.equal(a, torch.zeros_like(a)) for a in ranks[0]["alphas"].values())
+
+    # the run's outputs, written once (by rank 0)
+    assert (out / "last_checkpoint").read_text().strip() == "checkpoint_final.pth"
+    data = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=True)
+    assert data["trainer"]["iteration"] == 6
+    build_model(load_arch_def(out / "arch.yaml"))
+    with open(out / "metrics.json") as f:
+        metrics = json.load(f)
+    assert metrics["iterations"] == 6
+    assert metrics["inherited_val_count"] == 2000  # both shards of the val split, summed
+    for picture in ("arch.png", "search_curves.png"):
+        with Image.open(out / picture) as image:
+            image.load()
+
+
+def _fails_like_a_bad_data_folder():
+    raise DatasetError("dataset source 'no_such_folder': no such folder")
+
+
+def test_a_worker_with_a_user_error_exits_2_with_one_line(tmp_path, capsys):
+    # one worker of a world of one, in this process: the error is printed, not raised
+    url = f"file://{tmp_path / 'init'}"
+    args = (_fails_like_a_bad_data_folder, 1, 1, 0, url, (), USER_ERRORS)
+    with pytest.raises(SystemExit) as exit_info:
+        _cpu_worker(0, *args)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: dataset source 'no_such_folder': no such folder\n"
+    assert not torch.distributed.is_initialized()  # the process group was taken down
+
+
+@pytest.mark.parametrize("status", [1, 2])
+def test_launcher_exits_with_the_workers_status_without_traceback(tmp_path, monkeypatch, status):
+    """The workers printed their message and exited with `status`: train_net exits with it
+    (not torch's ProcessExitedException traceback)."""
+
+    def workers_exit(*args, **kwargs):
+        raise mp.ProcessExitedException(
+            f"process 1 terminated with exit code {status}", 1, 4242, status
+        )
+
+    monkeypatch.setattr(mp, "start_processes", workers_exit)
+    out = tmp_path / "out"
+    code, err = train_net(["--num-gpus", WORLD, *search_argv(out)])
+    assert code == status
+    assert "Traceback" not in err and "error:" not in err  # the workers printed the message
+    assert not out.exists()
+
+
+def test_launcher_keeps_a_worker_crash_as_an_error(tmp_path, monkeypatch):
+    def worker_killed(*args, **kwargs):
+        raise mp.ProcessExitedException(
+            "process 0 terminated with signal SIGKILL", 0, 4242, -9, "SIGKILL"
+        )
+
+    monkeypatch.setattr(mp, "start_processes", worker_killed)
+    with pytest.raises(mp.ProcessExitedException):
+        train_net(["--num-gpus", WORLD, *search_argv(tmp_path / "out")])

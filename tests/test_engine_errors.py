@@ -1,0 +1,244 @@
+"""tools/train_net.py on bad input and on failures: the user's mistakes are exit status 2 and
+one line naming the problem with nothing written; a torn checkpoint is refused by name; a
+checkpoint write that is interrupted leaves the previous one in force; a non-finite loss
+stops the run (exit status 1) with its last good, finite checkpoint named."""
+
+import io
+import os
+import shutil
+
+import pytest
+import torch
+from engine_helpers import (
+    SEARCH_CONFIG,
+    SEARCH_OPTS,
+    TRAIN_CONFIG,
+    one_line_error,
+    search_argv,
+    shared_search_run,
+    snapshot,
+    train_net,
+)
+
+from mobile_cv_nas.engine import checkpointer
+from mobile_cv_nas.engine.search_trainer import SearchTrainer
+
+REPO_SPACES = os.path.join(os.path.dirname(SEARCH_CONFIG), "..", "search_spaces")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return shared_search_run(tmp_path_factory)
+
+
+@pytest.fixture
+def run_copy(run, tmp_path):
+    """A copy of the shared finished search, to change."""
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    return out
+
+
+# ------------------------------------------------------------------------------ bad input
+
+
+def _data_folders(root):
+    (root / "empty").mkdir()
+    for name in ("cat", "dog"):  # class folders without images
+        (root / "no_images" / name).mkdir(parents=True)
+        (root / "no_images" / name / "notes.txt").write_text("not an image")
+    return root
+
+
+def _space_with_unknown_op(root):
+    with open(os.path.join(REPO_SPACES, "fashion_mnist.yaml")) as f:
+        text = f.read()
+    assert "ir_k5, " in text
+    path = root / "bad_space.yaml"
+    path.write_text(text.replace("ir_k5, ", "ir_k55, "))
+    return path
+
+
+BAD_INPUTS = {
+    # name: (overrides, words the one-line message must hold); {root} is the test's folder
+    "missing data folder": (
+        ["DATA.TRAIN", "{root}/no_such_folder", "DATA.TEST", "{root}/no_such_folder"],
+        ["no_such_folder", "no such folder"],
+    ),
+    "empty data folder": (
+        ["DATA.TRAIN", "{root}/empty", "DATA.TEST", "{root}/empty"],
+        ["empty", "holds no class subfolders"],
+    ),
+    "class folders without images": (
+        ["DATA.TRAIN", "{root}/no_images", "DATA.TEST", "{root}/no_images"],
+        ["no_images", "hold no images", "cat", "dog"],
+    ),
+    "unknown search space": (
+        ["NAS.SPACE", "fashion_mnst"],
+        ["fashion_mnst", "Available search spaces", "fashion_mnist"],
+    ),
+    "unknown block op in a space": (
+        ["NAS.SPACE", "{root}/bad_space.yaml"],
+        ["Unknown block op 'ir_k55'", "Did you mean", "'ir_k5'"],
+    ),
+    "key typo on the command line": (
+        ["NAS.SPCE", "tiny"],
+        ["command line", "NAS.SPCE", "Did you mean NAS.SPACE?"],
+    ),
+    "unreachable FLOP target": (
+        ["NAS.COST.TARGET_M", "0.001"],
+        ["NAS.COST.TARGET_M = 0.001", "cannot be reached", "cheapest", "fashion_mnist"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
+    _data_folders(tmp_path)
+    _space_with_unknown_op(tmp_path)
+    before = snapshot(tmp_path)
+    overrides, words = BAD_INPUTS[case]
+    out = tmp_path / "out"
+    status, err = train_net(search_argv(out, *(o.format(root=tmp_path) for o in overrides)))
+    assert status == 2, err
+    line = one_line_error(err)
+    for word in words:
+        assert word in line, (word, line)
+    assert not out.exists()
+    assert snapshot(tmp_path) == before
+
+
+def test_key_typo_in_a_yaml_file(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(f"_BASE_: {SEARCH_CONFIG}\nNAS:\n  SPCE: tiny\n")
+    out = tmp_path / "out"
+    status, err = train_net(["--config-file", config, *SEARCH_OPTS, "OUTPUT_DIR", out])
+    assert status == 2
+    line = one_line_error(err)
+    assert "typo.yaml" in line and "NAS.SPCE" in line and "Did you mean NAS.SPACE?" in line
+    assert not out.exists()
+
+
+def test_cuda_device_without_cuda(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "out"
+    status, err = train_net(search_argv(out, "MODEL.DEVICE", "cuda"))
+    assert status == 2
+    line = one_line_error(err)
+    assert "MODEL.DEVICE" in line and "CUDA is not available" in line and "cpu" in line
+    assert not out.exists()
+
+
+def test_output_dir_holding_a_run_needs_resume(run_copy):
+    before = snapshot(run_copy)
+    status, err = train_net(search_argv(run_copy))
+    assert status == 2
+    line = one_line_error(err)
+    assert str(run_copy) in line and "holds another run" in line and "--resume" in line
+    assert snapshot(run_copy) == before
+
+
+def test_resume_of_a_run_of_another_task(run_copy):
+    before = snapshot(run_copy)
+    argv = ["--resume", "--config-file", TRAIN_CONFIG, *SEARCH_OPTS[:4], "OUTPUT_DIR", run_copy]
+    status, err = train_net([*argv, "MODEL.FBNET.ARCH", run_copy / "arch.yaml"])
+    assert status == 2
+    line = one_line_error(err)
+    assert "TASK = 'search'" in line and "'train'" in line and str(run_copy) in line
+    assert snapshot(run_copy) == before
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def test_torn_last_checkpoint_is_refused_by_name(run_copy):
+    last = run_copy / (run_copy / "last_checkpoint").read_text().strip()
+    data = last.read_bytes()
+    last.write_bytes(data[: len(data) // 3])  # a torn write
+    before = snapshot(run_copy)
+    status, err = train_net(["--resume", *search_argv(run_copy)])
+    assert status == 2
+    line = one_line_error(err)
+    assert str(last) in line and "truncated or corrupt" in line
+    assert snapshot(run_copy) == before  # no log, config, events or checkpoint written
+
+
+def test_garbage_last_checkpoint_is_refused_by_name(run_copy):
+    (run_copy / "checkpoint_0000008.pth").write_bytes(b"not a checkpoint at all\n" * 10)
+    (run_copy / "last_checkpoint").write_text("checkpoint_0000008.pth")
+    before = snapshot(run_copy)
+    status, err = train_net(["--resume", *search_argv(run_copy)])
+    assert status == 2
+    line = one_line_error(err)
+    assert str(run_copy / "checkpoint_0000008.pth") in line and "checkpoint_final.pth" in line
+    assert snapshot(run_copy) == before
+
+
+class DiskFull(OSError):
+    pass
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    save = torch.save
+    seen = {}
+
+    def save_then_fail(obj, f, *args, **kwargs):
+        if "first" not in seen:  # checkpoint_0000002: written as usual
+            seen["first"] = save(obj, f, *args, **kwargs)
+            return
+        seen["previous"] = snapshot(out)  # the folder just before the second write
+        buffer = io.BytesIO()
+        save(obj, buffer, *args, **kwargs)
+        f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # half of the file, then
+        raise DiskFull(28, "No space left on device")
+
+    monkeypatch.setattr(checkpointer.torch, "save", save_then_fail)
+    # 6 iterations: checkpoint_0000002, then checkpoint_final fails mid-write
+    with pytest.raises(DiskFull):
+        train_net(search_argv(out, "SOLVER.EPOCHS", "1"))
+    monkeypatch.undo()
+    assert "previous" in seen
+    assert (out / "last_checkpoint").read_text().strip() == "checkpoint_0000002.pth"
+    assert not (out / "checkpoint_final.pth").exists()
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    files = snapshot(out)
+    for name in ("checkpoint_0000002.pth", "last_checkpoint"):
+        assert files[name] == seen["previous"][name], name
+    data = torch.load(out / "checkpoint_0000002.pth", map_location="cpu", weights_only=True)
+    assert data["trainer"]["iteration"] == 2
+
+
+# -------------------------------------------------------------------------- non-finite loss
+
+
+def test_non_finite_loss_stops_at_the_last_good_checkpoint(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    step = SearchTrainer._step
+
+    def nan_from_iteration_4(self, batches):
+        ce, accuracy = step(self, batches)
+        return (ce * float("nan") if self.iter >= 4 else ce), accuracy
+
+    monkeypatch.setattr(SearchTrainer, "_step", nan_from_iteration_4)
+    status, err = train_net(search_argv(out))
+    monkeypatch.undo()
+    assert status == 1
+    line = one_line_error(err)
+    assert "Non-finite weight-step loss" in line and "iteration 4" in line
+    assert str(out / "checkpoint_0000002.pth") in line and "--resume" in line
+    assert (out / "last_checkpoint").read_text().strip() == "checkpoint_0000002.pth"
+    assert not (out / "checkpoint_final.pth").exists()
+    data = torch.load(out / "checkpoint_0000002.pth", map_location="cpu", weights_only=True)
+    weights = [v for v in data["model"].values() if torch.is_tensor(v) and v.is_floating_point()]
+    assert weights and all(torch.isfinite(v).all() for v in weights)
+
+
+def test_exploding_learning_rate_stops_the_run(tmp_path):
+    out = tmp_path / "out"
+    status, err = train_net(search_argv(out, "SOLVER.BASE_LR", "1e30"))
+    assert status == 1
+    line = one_line_error(err)
+    assert "Non-finite" in line and "(none yet)" in line and "SOLVER.BASE_LR" in line
+    assert not (out / "last_checkpoint").exists()
+    assert not [p for p in out.iterdir() if p.suffix == ".pth"]
