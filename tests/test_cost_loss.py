@@ -6,13 +6,12 @@ import math
 
 import pytest
 import torch
+from search_helpers import randomize
 
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import Supernet, derive_model
 from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range
 from mobile_cv_nas.search.cost_loss import CostLoss
-
-from search_helpers import randomize
 
 # Small enough to enumerate: resolution 2 x widths 2 x 2 x ops 3 x 2 x expansion 2 = 96
 # architectures.

@@ -17,16 +17,18 @@ import warnings
 
 # detectron2 0.6's model_zoo imports pkg_resources, which warns on import
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+# fvcore.nn (imported by detectron2's hooks) scripts a loss with torch.jit.script at import
+warnings.filterwarnings(
+    "ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning
+)
 
-from detectron2.engine import default_argument_parser  # noqa: E402
-
-from mobile_cv_nas.engine import check_output_dir, launch, main, setup_cfg  # noqa: E402
+from mobile_cv_nas.engine import check_output_dir, launch, main, parse_args, setup_cfg  # noqa: E402
 from mobile_cv_nas.engine.errors import USER_ERRORS  # noqa: E402
 from mobile_cv_nas.engine.launch import WorkerExit  # noqa: E402
 
 
 def cli(argv=None):
-    args = default_argument_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         cfg = setup_cfg(args)
         check_output_dir(cfg, args.resume)

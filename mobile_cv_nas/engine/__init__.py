@@ -2,15 +2,27 @@
 training and evaluation, resumable checkpoints and the launcher (this package and
 mobile_cv_nas.detection are the only ones that import detectron2)."""
 
+from detectron2.utils.events import EventStorage
+
 from .launch import launch
-from .run import ConfigError, OutputDirError, check_output_dir, main, new_config, setup_cfg
+from .run import (
+    ConfigError,
+    OutputDirError,
+    check_output_dir,
+    main,
+    new_config,
+    parse_args,
+    setup_cfg,
+)
 
 __all__ = [
     "ConfigError",
+    "EventStorage",
     "OutputDirError",
     "check_output_dir",
     "launch",
     "main",
     "new_config",
+    "parse_args",
     "setup_cfg",
 ]

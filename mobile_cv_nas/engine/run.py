@@ -18,7 +18,7 @@ import time
 
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import default_setup
+from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
@@ -72,6 +72,12 @@ def _key_error(cfg, error, where):
     close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"{where}: {message}.{hint}")
+
+
+def parse_args(argv=None):
+    """detectron2's command line (--config-file, --resume, --eval-only, --num-gpus, ...,
+    trailing KEY VALUE overrides)."""
+    return default_argument_parser().parse_args(argv)
 
 
 def new_config():

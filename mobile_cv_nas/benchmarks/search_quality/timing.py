@@ -26,10 +26,10 @@ import tempfile
 import time
 
 import torch
-from detectron2.utils.events import EventStorage
 
 from ...arch import build_model, parse_arch_def
 from ...data import train_transform
+from ...engine import EventStorage
 from ...engine.classification_trainer import ClassificationTrainer
 from ...engine.data import SearchData, build_datasets, per_process_batch
 from ...engine.run import cost_target

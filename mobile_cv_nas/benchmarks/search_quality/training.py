@@ -15,9 +15,7 @@ import json
 import logging
 import os
 
-from detectron2.engine import default_argument_parser
-
-from ...engine import check_output_dir, main, setup_cfg
+from ...engine import check_output_dir, main, parse_args, setup_cfg
 from ...engine.run import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +42,7 @@ def check_overrides(opts):
 
 def engine_args(config_file, opts):
     """The parsed command line of `tools/train_net.py --config-file CONFIG KEY VALUE ...`."""
-    return default_argument_parser().parse_args(["--config-file", config_file, *map(str, opts)])
+    return parse_args(["--config-file", config_file, *map(str, opts)])
 
 
 def train_cfg(train_config, arch_path, output_dir, seed, overrides=()):
