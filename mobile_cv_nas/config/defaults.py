@@ -1,14 +1,15 @@
 """Default values of the keys `tools/train_net.py` reads besides detectron2's own.
 
 detectron2's keys keep their meaning: SOLVER.* is the weight optimizer and its schedule
-(IMS_PER_BATCH is the total batch over all processes), MODEL.DEVICE, MODEL.WEIGHTS,
-DATALOADER.NUM_WORKERS, TEST.EVAL_PERIOD, SEED, OUTPUT_DIR.
+(IMS_PER_BATCH is the total batch over all processes; CHECKPOINT_PERIOD), MODEL.DEVICE,
+MODEL.WEIGHTS, DATALOADER.NUM_WORKERS, SEED, OUTPUT_DIR. The classification tasks evaluate
+at the end of a run (TEST.EVAL_PERIOD is not used by them).
 """
 
 import functools
 import math
 
-TASKS = ("search", "train", "eval")
+TASKS = ("search", "train", "eval", "detection")
 COST_LOSSES = ("multiplicative", "additive")
 
 
@@ -21,7 +22,7 @@ def _node(cfg, new_allowed=False):
 def add_classification_config(cfg):
     """Keys of the classification tasks (search data, `train`, `eval`)."""
     CN = functools.partial(_node, cfg)
-    cfg.TASK = "search"  # one of TASKS (search, train, eval; --eval-only means eval)
+    cfg.TASK = "search"  # one of TASKS (search, train, eval, detection; --eval-only: eval)
 
     cfg.DATA = CN()
     # A built-in dataset name (fashion_mnist_train/_val: the full set when the Debian package

@@ -131,7 +131,8 @@ class SearchData:
 
     def eval_loader(self):
         d = self.datasets
-        transform = eval_transform(self.resolution, d.in_channels, d.mean, d.std)
+        resize = self.cfg.DATA.RESIZE or None
+        transform = eval_transform(self.resolution, d.in_channels, d.mean, d.std, resize=resize)
         return build_eval_loader(
             d.test,
             transform,

@@ -56,19 +56,21 @@ def extreme_cost(supernet, metric, cheapest=True):
         return float(getattr(supernet.effective_cost(), metric))
 
     with _gates_kept(supernet):
-        ops = [d for d in supernet.decisions.values() if _is_op(d)]
         for decision in supernet.decisions.values():
-            if not _is_op(decision):
+            if _is_op(decision):
+                _one_hot(decision, 0)
+            else:
                 options = [float(o) for o in decision.options]
                 _one_hot(decision, options.index(pick(options)))
-        for decision in ops:
-            _one_hot(decision, 0)
-        for decision in ops:
+        for block, shape in supernet.block_input_shapes():
+            if block.op_choice.name not in supernet.decisions:
+                continue  # a fixed op
             costs = []
-            for index in range(len(decision.options)):
-                _one_hot(decision, index)
-                costs.append(value())
-            _one_hot(decision, costs.index(pick(costs)))
+            for index in range(len(block.op_choice.options)):
+                _one_hot(block.op_choice, index)
+                _, layers = block.layer_costs(shape)
+                costs.append(sum(float(getattr(cost, metric)) for _, cost in layers))
+            _one_hot(block.op_choice, costs.index(pick(costs)))
         return value()
 
 

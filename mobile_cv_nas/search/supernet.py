@@ -163,13 +163,27 @@ class Supernet(nn.Module):
         return self.head(features, self.resolution_sampler.effective_pixels())
 
     # ---- costs ----
-    def _layer_costs(self):
-        """[(layer module, Cost)] for every conv and global pool, in forward order:
-        effective-shape propagation through the network (Eq. 4-10) for the current gates."""
+    def _input_shape(self):
+        """The effective shape of the input image under the current resolution gates."""
         gates = self.resolution_choice.current_gates().double()
         r = self.resolution_choice.options
         channels = torch.tensor(float(self.in_channels), dtype=gates.dtype, device=gates.device)
-        shape = EffectiveShape(channels, [(s, s) for s in r], gates)
+        return EffectiveShape(channels, [(s, s) for s in r], gates)
+
+    def block_input_shapes(self):
+        """[(block, its input EffectiveShape)] in forward order, for the current gates. A
+        block's output shape does not depend on its op gates, so these hold whatever op each
+        block picks."""
+        shape, pairs = self._input_shape(), []
+        for block in self.blocks():
+            pairs.append((block, shape))
+            shape, _ = block.layer_costs(shape)
+        return pairs
+
+    def _layer_costs(self):
+        """[(layer module, Cost)] for every conv and global pool, in forward order:
+        effective-shape propagation through the network (Eq. 4-10) for the current gates."""
+        shape = self._input_shape()
         layers = []
         for block in self.blocks():
             shape, block_layers = block.layer_costs(shape)
