@@ -7,9 +7,14 @@
     python tools/train_net.py --eval-only --config-file CONFIG MODEL.FBNET.ARCH NAME \\
         MODEL.WEIGHTS zoo
 
-The config's TASK picks the job (search, train; --eval-only: eval). detectron2's flags work
-as usual: --resume continues OUTPUT_DIR's last checkpoint, --num-gpus N runs N processes
-(on CPU too, with gloo), and trailing KEY VALUE pairs override the config.
+    python tools/train_net.py --config-file configs/detection/faster_rcnn_fbnetv2_f4_fpn.yaml
+    python tools/train_net.py --eval-only --config-file configs/detection/CONFIG.yaml \\
+        MODEL.WEIGHTS output/detection/model_final.pth
+
+The config's TASK picks the job (search, train; --eval-only: eval; detection: train a
+detectron2 detector with an FBNetV2 backbone, with --eval-only: COCO-evaluate MODEL.WEIGHTS).
+detectron2's flags work as usual: --resume continues OUTPUT_DIR's last checkpoint, --num-gpus
+N runs N processes (on CPU too, with gloo), and trailing KEY VALUE pairs override the config.
 """
 
 import sys
@@ -31,7 +36,7 @@ def cli(argv=None):
     args = parse_args(argv)
     try:
         cfg = setup_cfg(args)
-        check_output_dir(cfg, args.resume)
+        check_output_dir(cfg, args.resume, args)
         launch(
             main,
             args.num_gpus,

@@ -3,8 +3,10 @@ folder): tools/train_net.py prints their one-line message and exits with status 
 
 from ..arch import ArchDefError, CheckpointError
 from ..data import DatasetError
+from ..detection import DetectionConfigError
 from ..model_zoo import CatalogError, UnknownModelError
 from ..search import SearchAdapterError, SearchSpaceError
+from .detection_task import DetectionDataError
 from .run import ConfigError, OutputDirError
 
 USER_ERRORS = (
@@ -13,6 +15,8 @@ USER_ERRORS = (
     CheckpointError,
     ConfigError,
     DatasetError,
+    DetectionConfigError,
+    DetectionDataError,
     OutputDirError,
     SearchAdapterError,
     SearchSpaceError,

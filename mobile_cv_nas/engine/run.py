@@ -35,6 +35,7 @@ from ..search.space import as_search_space
 from .checkpointer import atomic_write, rng_state, set_rng_state
 from .classification_trainer import ClassificationTrainer
 from .data import SearchData, build_datasets, per_process_batch
+from .detection_task import add_detection_config, check_detection_config, run_detection
 from .evaluation import evaluate_classifier
 from .search_outputs import write_search_outputs
 from .search_trainer import SearchTrainer
@@ -81,8 +82,9 @@ def parse_args(argv=None):
 
 
 def new_config():
-    """detectron2's defaults plus the project's keys."""
-    return add_mobile_cv_nas_config(get_cfg())
+    """detectron2's defaults plus the project's keys (the detection ones too, so a detection
+    config's MODEL.FBNET_V2.* and DATASETS.COCO_JSON merge)."""
+    return add_detection_config(add_mobile_cv_nas_config(get_cfg()))
 
 
 def setup_cfg(args):
@@ -108,9 +110,11 @@ def setup_cfg(args):
         raise ConfigError(f"command line overrides {args.opts}: {e}") from None
     except ValueError as e:
         raise ConfigError(f"command line overrides {args.opts}: {e}") from None
-    if args.eval_only:
+    if args.eval_only and cfg.TASK != "detection":  # detection: run_detection reads the flag
         cfg.TASK = "eval"
     check_config(cfg)
+    if cfg.TASK == "detection":
+        check_detection_config(cfg, train=not args.eval_only)
     if cfg.SEED < 0:  # resolved once here, so every process (and config.yaml) has the same
         cfg.SEED = int.from_bytes(os.urandom(4), "little") >> 1
     cfg.freeze()
@@ -142,11 +146,12 @@ def check_config(cfg):
         )
 
 
-def check_output_dir(cfg, resume):
+def check_output_dir(cfg, resume, args=None):
     """A new run needs a folder without another run in it; --resume continues the run there,
     if it is a run of the same task (and search space)."""
     out = cfg.OUTPUT_DIR
-    if cfg.TASK == "eval" or not os.path.isdir(out):
+    eval_only = cfg.TASK == "eval" or (cfg.TASK == "detection" and getattr(args, "eval_only", 0))
+    if eval_only or not os.path.isdir(out):
         return
     found = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
     found += sorted(f for f in os.listdir(out) if f.endswith(".pth"))
@@ -162,7 +167,8 @@ def check_output_dir(cfg, resume):
         saved = new_config()
         saved.set_new_allowed(True)
         saved.merge_from_file(saved_path)
-        for key in ("TASK", "NAS.SPACE", "DATA.TRAIN"):
+        same = ("DATASETS.TRAIN",) if cfg.TASK == "detection" else ("NAS.SPACE", "DATA.TRAIN")
+        for key in ("TASK", *same):
             mine, theirs = _get(cfg, key), _get(saved, key)
             if mine != theirs:
                 raise OutputDirError(
@@ -473,7 +479,12 @@ def run_eval(cfg, args):
     return metrics
 
 
-TASK_RUNNERS = {"search": run_search, "train": run_train, "eval": run_eval}
+TASK_RUNNERS = {
+    "search": run_search,
+    "train": run_train,
+    "eval": run_eval,
+    "detection": run_detection,
+}
 
 
 def main(cfg, args):

@@ -1,0 +1,310 @@
+"""TASK: detection: detectron2 detectors (Faster/Mask R-CNN, RetinaNet) with FBNetV2 backbones,
+trained and evaluated by tools/train_net.py (configs/detection).
+
+    python tools/train_net.py --config-file configs/detection/faster_rcnn_fbnetv2_f4_fpn.yaml
+    python tools/train_net.py --eval-only --config-file CONFIG MODEL.WEIGHTS model_final.pth
+
+What this adds to detectron2's DefaultTrainer:
+
+* datasets: detectron2's builtin names (coco_2017_train, ... under $DETECTRON2_DATASETS), or
+  the user's COCO-format json files registered from the config:
+  `DATASETS.COCO_JSON: [[name, json_file, image_root], ...]` (detectron2's
+  `register_coco_instances`; relative paths are taken from the working directory). An unknown
+  name or a missing file is an error before anything runs;
+* MODEL.WEIGHTS is loaded with FBNetV2DetectionCheckpointer: a detection checkpoint, or an
+  ImageNet classification checkpoint (`fbnet_zoo://FBNetV2_F4`, a path or URL) converted onto
+  the backbone (a checkpoint of another arch is refused with the key report);
+* evaluation: COCOEvaluator (pure-Python COCOeval) on every DATASETS.TEST, on every process;
+* several CPU processes: DDP without device_ids (detectron2's create_ddp_model passes them);
+* nothing is written before the model, the data and the weights are checked; the run's
+  writers (events.json, TensorBoard) start with the training. The final COCO results go to
+  OUTPUT_DIR/metrics.json (train) or metrics_eval.json (--eval-only).
+"""
+
+import difflib
+import logging
+import math
+import os
+import weakref
+
+import detectron2.data  # noqa: F401  (registers the builtin datasets)
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+from detectron2.engine import DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.evaluation import COCOEvaluator
+from detectron2.modeling import build_model
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+
+from ..detection import FBNetV2DetectionCheckpointer, add_fbnetv2_config, check_registered_names
+from ..detection.weights import ZOO_PREFIX
+from .trainer_base import wrap_ddp
+
+logger = logging.getLogger(__name__)
+
+#: Names this module registered, {name: (json_file, image_root)}: registering again with the
+#: same files is a no-op (a second run in one process), with other files it replaces them.
+_REGISTERED = {}
+
+
+class DetectionDataError(ValueError):
+    """A detection dataset that is not registered, or whose files are missing."""
+
+
+def add_detection_config(cfg):
+    """MODEL.FBNET_V2.* (mobile_cv_nas.detection) and DATASETS.COCO_JSON."""
+    add_fbnetv2_config(cfg)
+    if "COCO_JSON" not in cfg.DATASETS:
+        # [[name, json_file, image_root], ...]: COCO-format datasets to register by name
+        cfg.DATASETS.COCO_JSON = []
+    return cfg
+
+
+# ------------------------------------------------------------------------------ datasets
+
+
+def register_coco_json(cfg):
+    """Register DATASETS.COCO_JSON (idempotent in one process; run in every process)."""
+    for entry in cfg.DATASETS.COCO_JSON:
+        if isinstance(entry, str) or len(entry) != 3:
+            raise DetectionDataError(
+                f"DATASETS.COCO_JSON entry {entry!r}: each entry is [name, json_file, image_root]."
+            )
+        name, json_file, image_root = (str(x) for x in entry)
+        if not os.path.isfile(json_file):
+            raise DetectionDataError(
+                f"DATASETS.COCO_JSON {name!r}: json file {json_file!r} does not exist."
+            )
+        if not os.path.isdir(image_root):
+            raise DetectionDataError(
+                f"DATASETS.COCO_JSON {name!r}: image folder {image_root!r} does not exist."
+            )
+        files = (os.path.abspath(json_file), os.path.abspath(image_root))
+        if _REGISTERED.get(name) == files:
+            continue
+        if name in DatasetCatalog.list():
+            if name not in _REGISTERED:
+                raise DetectionDataError(
+                    f"DATASETS.COCO_JSON: {name!r} is already a registered dataset (e.g. one "
+                    f"of detectron2's builtin names); give your json another name."
+                )
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        register_coco_instances(name, {}, *files)
+        _REGISTERED[name] = files
+
+
+def check_datasets(cfg, train=True):
+    """Every DATASETS.TRAIN (when `train`) and DATASETS.TEST name is registered, and its json
+    (when its metadata names one) exists."""
+    names = list(cfg.DATASETS.TEST)
+    if train:
+        if not cfg.DATASETS.TRAIN:
+            raise DetectionDataError("DATASETS.TRAIN is empty: name the training dataset(s).")
+        names = list(cfg.DATASETS.TRAIN) + names
+    known = DatasetCatalog.list()
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise DetectionDataError(
+                f"Dataset {name!r} is not registered.{hint} Register a COCO-format json in the "
+                f"config with DATASETS.COCO_JSON [[{name!r}, 'annotations.json', "
+                f"'image_folder']], or use one of detectron2's builtin names (coco_2017_train, "
+                f"coco_2017_val, ... under $DETECTRON2_DATASETS)."
+            )
+        json_file = MetadataCatalog.get(name).get("json_file")
+        if json_file and not os.path.isfile(json_file):
+            raise DetectionDataError(
+                f"Dataset {name!r}: its annotation file {json_file!r} does not exist (for "
+                f"detectron2's builtin names, set $DETECTRON2_DATASETS to the folder holding "
+                f"coco/)."
+            )
+
+
+def check_detection_config(cfg, train=True):
+    """The checks of a detection config that need no model: registry names, datasets, the
+    weights file. Runs before anything is written (and in the launching process)."""
+    from .run import ConfigError
+
+    check_registered_names(cfg)
+    register_coco_json(cfg)
+    check_datasets(cfg, train=train)
+    weights = cfg.MODEL.WEIGHTS
+    if weights and "://" not in weights and not os.path.isfile(weights):
+        raise ConfigError(f"MODEL.WEIGHTS {weights!r}: no such file.")
+    if weights.startswith(ZOO_PREFIX):
+        from ..detection import zoo_weights_file
+
+        zoo_weights_file(weights[len(ZOO_PREFIX) :].strip("/"))
+
+
+# ------------------------------------------------------------------------------ trainer
+
+
+class DetectionTrainer(DefaultTrainer):
+    """detectron2's DefaultTrainer with FBNetV2DetectionCheckpointer, COCOEvaluator (pure
+    Python), DDP that works on CPU, and writers made when training starts."""
+
+    def __init__(self, cfg, model=None):
+        # DefaultTrainer.__init__ wraps the model with create_ddp_model (device_ids, which
+        # torch refuses for CPU modules) and makes the writers' files at once: set up here
+        TrainerBase.__init__(self)
+        model = model if model is not None else self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        self._trainer = SimpleTrainer(wrap_ddp(model, cfg.MODEL.DEVICE), data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = FBNetV2DetectionCheckpointer(
+            model,
+            cfg.OUTPUT_DIR,
+            save_to_disk=comm.is_main_process(),
+            trainer=weakref.proxy(self),
+        )
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self._last_eval_results = {}
+        self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        made = super().build_hooks()
+        # the writers' files are made when training starts (a failed start leaves no files)
+        return [
+            _LateWriter(self._writers, period=20) if isinstance(h, hooks.PeriodicWriter) else h
+            for h in made
+        ]
+
+    def build_writers(self):
+        return []  # DefaultTrainer.build_hooks calls this; _LateWriter makes the real ones
+
+    def _writers(self):
+        return [
+            CommonMetricPrinter(self.max_iter),
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "events.json")),
+            TensorboardXWriter(self.cfg.OUTPUT_DIR),
+        ]
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=folder, use_fast_impl=False)
+
+    @classmethod
+    def evaluate(cls, cfg, model):
+        """{dataset name: {task ("bbox", "segm"): {"AP": ..., "AP50": ..., ...}}} on every
+        DATASETS.TEST (every process runs it; only the main one gets the results)."""
+        results = {}
+        for name in cfg.DATASETS.TEST:
+            one = cfg.clone()
+            one.defrost()
+            one.DATASETS.TEST = (name,)
+            results[name] = cls.test(one, model) or {}
+        return results
+
+
+class _LateWriter(hooks.PeriodicWriter):
+    def __init__(self, build_writers, period=20):
+        super().__init__([], period=period)
+        self._build_writers = build_writers
+
+    def before_train(self):
+        self._writers = self._build_writers()
+
+
+# ------------------------------------------------------------------------------ the task
+
+
+def _build_checked_model(cfg):
+    """The detector with MODEL.WEIGHTS loaded; every error of the config, the arch, the
+    features and the weights comes from here, before anything is written."""
+    check_registered_names(cfg)
+    model = build_model(cfg)
+    checkpointer = FBNetV2DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+    if cfg.MODEL.WEIGHTS:
+        checkpointer.load(cfg.MODEL.WEIGHTS)
+    return model, checkpointer.conversion_report
+
+
+def _ap_line(results):
+    parts = []
+    for dataset, tasks in results.items():
+        for task, metrics in tasks.items():
+            ap = metrics.get("AP", float("nan"))
+            ap50 = metrics.get("AP50", float("nan"))
+            parts.append(f"{dataset} {task} AP {ap:.2f} AP50 {ap50:.2f}")
+    return "; ".join(parts) or "no DATASETS.TEST"
+
+
+def _write_json(path, data):
+    from .run import write_json
+
+    write_json(path, data)
+
+
+def _flat(results):
+    """Plain JSON of COCO results: floats, NaN (a metric COCOeval cannot compute, e.g. APl
+    without large objects) as null."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        value = float(value)
+        return value if math.isfinite(value) else None
+
+    return plain(results)
+
+
+def run_detection(cfg, args):
+    """Train (then evaluate on DATASETS.TEST) or, with --eval-only, evaluate MODEL.WEIGHTS."""
+    from .run import _setup_logging
+
+    check_detection_config(cfg, train=not args.eval_only)
+    if args.eval_only:
+        model, report = _build_checked_model(cfg)
+        _setup_logging(cfg, args)
+        if report is not None:
+            logger.info(report.summary())
+        if not cfg.MODEL.WEIGHTS:
+            logger.warning("MODEL.WEIGHTS is empty: evaluating a randomly initialised model.")
+        results = DetectionTrainer.evaluate(cfg, model)
+        metrics = {"task": "eval", "weights": cfg.MODEL.WEIGHTS, "results": _flat(results)}
+        if comm.is_main_process():
+            logger.info(f"COCO evaluation: {_ap_line(results)}")
+            if cfg.OUTPUT_DIR:
+                os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
+                _write_json(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), metrics)
+        return metrics
+
+    resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
+    if resuming:
+        check_registered_names(cfg)
+        model, report = build_model(cfg), None
+    else:
+        model, report = _build_checked_model(cfg)
+    trainer = DetectionTrainer(cfg, model)
+    if resuming:  # fails here, before writing, when the checkpoint does not load
+        trainer.resume_or_load(resume=True)
+    _setup_logging(cfg, args, resumed=resuming)
+    if report is not None:
+        logger.info(report.summary())
+    logger.info(
+        f"Detection: {cfg.MODEL.META_ARCHITECTURE} with {cfg.MODEL.BACKBONE.NAME} "
+        f"({cfg.MODEL.FBNET_V2.ARCH or 'inline arch'}) on {list(cfg.DATASETS.TRAIN)}, "
+        f"{cfg.SOLVER.MAX_ITER} iterations from {trainer.start_iter}."
+    )
+    trainer.train()
+    results = trainer._last_eval_results or {}
+    if len(cfg.DATASETS.TEST) == 1 and results and cfg.DATASETS.TEST[0] not in results:
+        results = {cfg.DATASETS.TEST[0]: results}  # DefaultTrainer.test unwraps one dataset
+    metrics = {
+        "task": "detection",
+        "weights": cfg.MODEL.WEIGHTS,
+        "iterations": trainer.max_iter,
+        "results": _flat(results),
+    }
+    if comm.is_main_process():
+        logger.info(f"COCO evaluation: {_ap_line(results)}")
+        _write_json(os.path.join(cfg.OUTPUT_DIR, "metrics.json"), metrics)
+    comm.synchronize()
+    return metrics

@@ -1,0 +1,305 @@
+"""tools/train_net.py with TASK detection, with the real detectron2: every config under
+configs/detection builds its model; Faster R-CNN FPN and C4 and RetinaNet train a few
+iterations on a tiny COCO-format dataset (registered from the config, DATASETS.COCO_JSON) and
+are COCO-evaluated; --eval-only and --resume; bad input exits 2 writing nothing."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.modeling import build_model
+from engine_helpers import REPO_ROOT, train_net
+from PIL import Image
+
+from mobile_cv_nas import model_zoo
+from mobile_cv_nas.arch import build_model as build_classifier
+from mobile_cv_nas.data import build_classification_dataset
+from mobile_cv_nas.detection import check_registered_names
+from mobile_cv_nas.engine import new_config
+
+CONFIG_DIR = REPO_ROOT / "configs" / "detection"
+CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("Base-"))
+FPN = CONFIG_DIR / "faster_rcnn_fbnetv2_f4_fpn.yaml"
+C4 = CONFIG_DIR / "faster_rcnn_fbnetv2_f4_c4.yaml"
+RETINANET = CONFIG_DIR / "retinanet_fbnetv2_f4.yaml"
+#: Fashion-MNIST classes pasted as objects (T-shirt/top, Trouser, Sneaker).
+CLASSES = {0: "tshirt", 1: "trouser", 7: "sneaker"}
+COCO_AP_KEYS = {"AP", "AP50", "AP75", "APs", "APm", "APl"}
+
+
+def _write_split(root, split, items, count, rng):
+    """`count` 96x128 noisy RGB images with 1-2 pasted, tinted Fashion-MNIST items each; the
+    COCO json of their boxes."""
+    folder = root / split
+    folder.mkdir()
+    category_of = {label: i + 1 for i, label in enumerate(CLASSES)}
+    images, annotations = [], []
+    for image_id in range(1, count + 1):
+        canvas = rng.integers(0, 60, size=(96, 128, 3)).astype(np.uint8)
+        for _ in range(int(rng.integers(1, 3))):
+            picture, label = items[int(rng.integers(len(items)))]
+            size = int(rng.integers(24, 44))
+            patch = np.asarray(picture.resize((size, size)), dtype=np.float32) / 255.0
+            tint = np.array([(label * 70) % 256, 200, 255 - (label * 30) % 256], np.float32)
+            x, y = int(rng.integers(0, 128 - size)), int(rng.integers(0, 96 - size))
+            canvas[y : y + size, x : x + size] = (patch[..., None] * tint).astype(np.uint8)
+            annotations.append(
+                dict(
+                    id=len(annotations) + 1,
+                    image_id=image_id,
+                    category_id=category_of[label],
+                    bbox=[x, y, size, size],
+                    area=size * size,
+                    iscrowd=0,
+                )
+            )
+        name = f"{image_id:03d}.png"
+        Image.fromarray(canvas).save(folder / name)
+        images.append(dict(id=image_id, file_name=name, height=96, width=128))
+    categories = [dict(id=category_of[k], name=v) for k, v in CLASSES.items()]
+    json_file = root / f"{split}.json"
+    json_file.write_text(
+        json.dumps(dict(images=images, annotations=annotations, categories=categories))
+    )
+    return str(json_file), str(folder)
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    """A tiny COCO-format dataset: 12 train and 6 val images, 3 classes."""
+    root = tmp_path_factory.mktemp("tiny_coco")
+    source = build_classification_dataset("fashion_mnist_subset_train")
+    items = []
+    for i in range(len(source)):
+        picture, label = source[i]
+        if label in CLASSES:
+            items.append((picture, label))
+        if len(items) == 30:
+            break
+    rng = np.random.default_rng(0)
+    train = _write_split(root, "train", items, 12, rng)
+    val = _write_split(root, "val", items, 6, rng)
+    return {"root": root, "train": train, "val": val}
+
+
+def tiny_opts(coco, out, *, retinanet=False):
+    """Overrides for a tiny CPU run on the tiny dataset."""
+    registry = json.dumps([["tiny_coco_train", *coco["train"]], ["tiny_coco_val", *coco["val"]]])
+    classes = "MODEL.RETINANET.NUM_CLASSES" if retinanet else "MODEL.ROI_HEADS.NUM_CLASSES"
+    return [
+        "MODEL.DEVICE", "cpu",
+        "MODEL.WEIGHTS", "",
+        "DATASETS.COCO_JSON", registry,
+        "DATASETS.TRAIN", '("tiny_coco_train",)',
+        "DATASETS.TEST", '("tiny_coco_val",)',
+        classes, "3",
+        "SOLVER.IMS_PER_BATCH", "2",
+        "SOLVER.MAX_ITER", "2",
+        "SOLVER.STEPS", "()",
+        "SOLVER.WARMUP_ITERS", "1",
+        "SOLVER.BASE_LR", "0.001",
+        "SOLVER.CHECKPOINT_PERIOD", "100",
+        "DATALOADER.NUM_WORKERS", "0",
+        "INPUT.MIN_SIZE_TRAIN", "(96,)",
+        "INPUT.MAX_SIZE_TRAIN", "128",
+        "INPUT.MIN_SIZE_TEST", "96",
+        "INPUT.MAX_SIZE_TEST", "128",
+        "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", "32",
+        "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0",  # untrained: still detections to score
+        "MODEL.RETINANET.SCORE_THRESH_TEST", "0.0",
+        "MODEL.RPN.PRE_NMS_TOPK_TRAIN", "200",
+        "MODEL.RPN.PRE_NMS_TOPK_TEST", "100",
+        "MODEL.RPN.POST_NMS_TOPK_TRAIN", "50",
+        "MODEL.RPN.POST_NMS_TOPK_TEST", "20",
+        "TEST.DETECTIONS_PER_IMAGE", "20",
+        "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+
+
+def _ap(metrics):
+    """The COCO box metrics of a run's metrics.json / metrics_eval.json."""
+    return metrics["results"]["tiny_coco_val"]["bbox"]
+
+
+# ----------------------------------------------------------------------------- configs
+
+
+def _arch_yaml(tmp_path):
+    path = tmp_path / "searched_arch.yaml"
+    path.write_text(model_zoo.get_arch_def("FBNetV2_F4").to_yaml())
+    return str(path)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_builds(name, tmp_path):
+    cfg = new_config()
+    cfg.merge_from_file(str(CONFIG_DIR / name))
+    assert cfg.TASK == "detection"
+    assert cfg.INPUT.FORMAT == "RGB"
+    assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.28, 103.53]
+    assert list(cfg.MODEL.PIXEL_STD) == [58.395, 57.12, 57.375]
+    assert 224 <= cfg.INPUT.MIN_SIZE_TEST <= 320 and cfg.INPUT.MAX_SIZE_TEST <= 533
+    arch = cfg.MODEL.FBNET_V2.ARCH
+    if arch in model_zoo.list_models():
+        assert cfg.MODEL.WEIGHTS == f"fbnet_zoo://{arch}"
+    else:  # the searched example names the arch.yaml of a search: use a stand-in
+        assert arch.endswith("arch.yaml")
+        cfg.MODEL.FBNET_V2.ARCH = _arch_yaml(tmp_path)
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
+    check_registered_names(cfg)
+    model = build_model(cfg).eval()
+    assert type(model).__name__ == cfg.MODEL.META_ARCHITECTURE
+    assert model.backbone.size_divisibility in (0, 32)
+    with torch.no_grad():
+        (out,) = model([{"image": torch.zeros(3, 96, 128), "height": 96, "width": 128}])
+    assert "instances" in out
+    if cfg.MODEL.MASK_ON:
+        assert model.roi_heads.mask_on
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+@pytest.mark.parametrize(
+    "config", [FPN, C4, RETINANET], ids=["faster_rcnn_fpn", "faster_rcnn_c4", "retinanet"]
+)
+def test_train_and_evaluate(config, coco, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--config-file", config, *tiny_opts(coco, out, retinanet=config == RETINANET)]
+    status, err = train_net(argv)
+    assert status == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "detection" and metrics["iterations"] == 2
+    assert COCO_AP_KEYS <= set(_ap(metrics))
+    assert (out / "model_final.pth").is_file() and (out / "events.json").is_file()
+    assert (out / "inference" / "tiny_coco_val" / "coco_instances_results.json").is_file()
+    if config != FPN:
+        return
+    # --eval-only with the trained weights, into another folder
+    evaluated = tmp_path / "eval"
+    weights = out / "model_final.pth"
+    eval_argv = [*argv[:-1], str(evaluated), "MODEL.WEIGHTS", str(weights)]
+    status, err = train_net(["--eval-only", *eval_argv])
+    assert status == 0, err
+    result = json.loads((evaluated / "metrics_eval.json").read_text())
+    assert result["task"] == "eval" and result["weights"] == str(weights)
+    trained, again = _ap(metrics), _ap(result)
+    assert again.keys() == trained.keys()
+    for key, value in trained.items():  # None: a metric COCOeval cannot compute (no objects)
+        assert (again[key] is None) if value is None else again[key] == pytest.approx(value)
+    # --resume continues the run to a longer schedule; without it the folder is refused
+    status, err = train_net([*argv, "SOLVER.MAX_ITER", "3"])
+    assert status == 2 and "--resume" in err
+    status, err = train_net(["--resume", *argv, "SOLVER.MAX_ITER", "3"])
+    assert status == 0, err
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["iterations"] == 3 and COCO_AP_KEYS <= set(_ap(resumed))
+    assert "Starting training from iteration 2" in (out / "log.txt").read_text()
+
+
+def test_classification_weights_load_converted(coco, tmp_path):
+    """MODEL.WEIGHTS = an ImageNet-format classification checkpoint of the same arch: its
+    blocks are converted onto the C4 backbone and the box head's stage, then training runs."""
+    weights = _classification_checkpoint(tmp_path, "FBNetV2_F4")
+    out = tmp_path / "run"
+    argv = ["--config-file", C4, *tiny_opts(coco, out), "MODEL.WEIGHTS", weights]
+    status, err = train_net([*argv, "SOLVER.MAX_ITER", "1"])
+    assert status == 0, err
+    log = (out / "log.txt").read_text()
+    assert f"keys from classification checkpoint '{weights}'" in log
+    assert "roi_heads.stages: xif5_0" in log
+
+
+def test_two_cpu_processes(coco, tmp_path):
+    """--num-gpus 2 on CPU: gloo, DDP without device_ids, evaluation sharded over both."""
+    out = tmp_path / "run"
+    status, err = train_net(["--num-gpus", "2", "--config-file", FPN, *tiny_opts(coco, out)])
+    assert status == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert COCO_AP_KEYS <= set(_ap(metrics))
+    predictions = out / "inference" / "tiny_coco_val" / "coco_instances_results.json"
+    assert {p["image_id"] for p in json.loads(predictions.read_text())} == set(range(1, 7))
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def _classification_checkpoint(tmp_path, arch):
+    model = build_classifier(model_zoo.get_arch_def(arch), num_classes=10)
+    path = tmp_path / f"{arch}_imagenet.pth"
+    torch.save({"state_dict": model.state_dict(), "model_ema": None}, path)
+    return str(path)
+
+
+def _error(coco, tmp_path, config, *extra):
+    out = tmp_path / "never_written"
+    argv = ["--config-file", config, *tiny_opts(coco, out), *extra]
+    status, err = train_net(argv)
+    assert status == 2, err
+    assert err.startswith("error: ")
+    assert not out.exists(), sorted(os.listdir(out))
+    return err
+
+
+def test_unknown_arch(coco, tmp_path):
+    err = _error(coco, tmp_path, FPN, "MODEL.FBNET_V2.ARCH", "FBNetV2_X9")
+    assert len(err.strip().splitlines()) == 1
+    assert "FBNetV2_X9" in err and "FBNetV2_F4" in err and "FBNetV2_L2" in err
+
+
+def test_missing_feature(coco, tmp_path):
+    err = _error(coco, tmp_path, C4, "MODEL.FBNET_V2.OUT_FEATURES", '["stage9"]')
+    assert len(err.strip().splitlines()) == 1
+    assert "stage9" in err and "stage4" in err
+
+
+def test_rpn_reads_missing_feature(coco, tmp_path):
+    err = _error(coco, tmp_path, FPN, "MODEL.RPN.IN_FEATURES", '["p2", "p9"]')
+    assert len(err.strip().splitlines()) == 1
+    assert "p9" in err and "p6" in err
+
+
+def test_weights_of_another_arch(coco, tmp_path):
+    weights = _classification_checkpoint(tmp_path, "FBNetV2_L2")
+    err = _error(coco, tmp_path, FPN, "MODEL.WEIGHTS", weights)
+    first = err.splitlines()[0]
+    assert "does not fit" in first and "FBNetV2_F4" in first
+    assert "mis-shaped" in err or "missing" in err
+
+
+def test_weights_file_missing(coco, tmp_path):
+    err = _error(coco, tmp_path, FPN, "MODEL.WEIGHTS", str(tmp_path / "nothing.pth"))
+    assert len(err.strip().splitlines()) == 1 and "nothing.pth" in err
+
+
+def test_unregistered_dataset(coco, tmp_path):
+    err = _error(coco, tmp_path, FPN, "DATASETS.TEST", '("tiny_coco_vall",)')
+    assert len(err.strip().splitlines()) == 1
+    assert "tiny_coco_vall" in err and "tiny_coco_val" in err and "COCO_JSON" in err
+
+
+def test_missing_json(coco, tmp_path):
+    registry = json.dumps([["tiny_coco_train", str(tmp_path / "nope.json"), coco["train"][1]]])
+    err = _error(coco, tmp_path, FPN, "DATASETS.COCO_JSON", registry)
+    assert len(err.strip().splitlines()) == 1 and "nope.json" in err
+
+
+def test_builtin_dataset_without_files(coco, tmp_path):
+    from detectron2.data import MetadataCatalog
+
+    if os.path.isfile(MetadataCatalog.get("coco_2017_val").json_file):
+        pytest.skip("COCO 2017 is installed here")
+    err = _error(coco, tmp_path, FPN, "DATASETS.TEST", '("coco_2017_val",)')
+    assert len(err.strip().splitlines()) == 1 and "coco_2017_val" in err
+
+
+def test_readme_paths_exist():
+    """The _BASE_ of every config is inside configs/detection."""
+    for name in CONFIGS:
+        text = (CONFIG_DIR / name).read_text()
+        base = [line.split(":", 1)[1].strip().strip('"') for line in text.splitlines()
+                if line.startswith("_BASE_")]  # fmt: skip
+        assert base and all(Path(CONFIG_DIR / b).is_file() for b in base), name
