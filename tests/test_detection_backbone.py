@@ -23,6 +23,7 @@ from detectron2.utils.events import EventStorage
 import mobile_cv_nas.detection as det
 from mobile_cv_nas import model_zoo
 from mobile_cv_nas.arch import CheckpointError
+from mobile_cv_nas.arch import build_model as build_classifier
 from mobile_cv_nas.publish import publish_model
 
 REGISTRIES = {
@@ -460,14 +461,51 @@ def test_heads_reading_missing_features_are_refused():
         build_model(cfg)
 
 
-def test_an_arch_for_other_image_channels_is_refused():
+def test_a_colour_arch_on_grayscale_images_is_refused():
+    cfg = make_cfg("fpn")  # FBNetV2_F4: 3-channel images
+    cfg.INPUT.FORMAT = "L"
+    cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [127.0], [64.0]
+    with pytest.raises(det.DetectionConfigError, match="3-channel images.*1 channels"):
+        build_model(cfg)
+
+
+def test_a_grayscale_arch_works_on_grayscale_and_on_colour_images():
     arch = model_zoo.get_arch_def("FBNetV2_F4").to_dict()
     arch["in_channels"] = 1  # e.g. a Fashion-MNIST model from a user catalog
     cfg = make_cfg("fpn", arch="")
     cfg.MODEL.FBNET_V2.ARCH_DEF = type(cfg)(arch)
-    with pytest.raises(det.DetectionConfigError, match="1-channel images.*INPUT.FORMAT 'L'"):
-        build_model(cfg)
-    cfg.INPUT.FORMAT = "L"  # grayscale detection with that arch works
+    assert build_model(cfg).backbone.bottom_up.in_channels == 3  # RGB: a 3-channel stem
+    cfg.INPUT.FORMAT = "L"  # grayscale detection keeps the 1-channel stem
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [127.0], [64.0]
     out = build_model(cfg).backbone.bottom_up(torch.randn(1, 1, 64, 64))
     assert out["stage5"].shape == (1, 224, 2, 2)
+
+
+def test_a_published_grayscale_model_is_a_colour_backbone_by_name(tmp_path, no_network):
+    """A model searched and trained on Fashion-MNIST (1 channel), published to a user catalog,
+    is used by name on RGB images: its stem weights are spread over R, G, B (w / 3), so on a
+    gray image (R = G = B) the stem computes what the 1-channel model computes."""
+    arch = model_zoo.get_arch_def("FBNetV2_F1")
+    arch.in_channels = 1
+    classifier = build_classifier(arch)
+    with torch.no_grad():
+        for p in classifier.parameters():
+            p.normal_()
+    torch.save({"state_dict": classifier.state_dict()}, tmp_path / "gray.pth")
+    catalog = tmp_path / "zoo"
+    publish_model("det_test_gray_f1", arch, str(tmp_path / "gray.pth"), str(catalog))
+    model_zoo.add_catalog(catalog)
+    try:
+        cfg = make_cfg("fpn", arch="det_test_gray_f1")
+        model = build_model(cfg).eval()
+        checkpointer = det.FBNetV2DetectionCheckpointer(model)
+        checkpointer.load("fbnet_zoo://det_test_gray_f1")
+        backbone_keys = [k for k in model.state_dict() if ".bottom_up.stages." in k]
+        assert len(checkpointer.conversion_report.loaded) == len(backbone_keys)
+    finally:
+        model_zoo.remove_catalog(catalog)
+    gray = torch.randn(1, 1, 64, 64)
+    stem_gray = classifier.eval().backbone.stages.xif0_0(gray)
+    stem_rgb = model.backbone.bottom_up.stages.xif0_0(gray.expand(1, 3, 64, 64))
+    torch.testing.assert_close(stem_rgb, stem_gray, rtol=1e-5, atol=1e-5)
+    assert no_network == []

@@ -22,6 +22,7 @@ map back to ceil(size / stride).
 
 import collections
 import dataclasses
+import logging
 import math
 import os
 
@@ -36,6 +37,8 @@ from ..arch import ArchDefError, load_arch_def, parse_arch_def
 from ..arch.builder import block_kwargs
 from ..blocks import BLOCK_REGISTRY, InvertedPool
 from .config import DetectionConfigError, node_to_dict, require_fbnetv2_config
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- norms
 
@@ -141,9 +144,19 @@ def resolve_arch(cfg):
 
 
 def image_channels(cfg, arch):
-    """The channels of detectron2's images (len(MODEL.PIXEL_MEAN)); an arch made for another
-    number of input channels is refused with the fix."""
+    """The channels of detectron2's images (len(MODEL.PIXEL_MEAN)).
+
+    A grayscale arch (in_channels 1, e.g. searched on Fashion-MNIST) on colour images gets a
+    3-channel stem: its 1-channel stem weights are spread over R, G and B (each w / 3, so the
+    stem sees the mean of the channels, i.e. a gray image), see weights.py. Any other
+    mismatch is refused with the fix."""
     channels = len(cfg.MODEL.PIXEL_MEAN)
+    if arch.in_channels == 1 and channels == 3:
+        logger.info(
+            f"Arch {arch.name!r} takes 1-channel images; on these 3-channel images its stem "
+            f"takes RGB, with 1-channel weights spread over the channels (w / 3 each)."
+        )
+        return channels
     if arch.in_channels != channels:
         raise DetectionConfigError(
             f"Arch {arch.name!r} takes {arch.in_channels}-channel images, but the detection "
@@ -151,7 +164,7 @@ def image_channels(cfg, arch):
             f"INPUT.FORMAT {cfg.INPUT.FORMAT!r}). Its stem weights cannot be used on these "
             f"images. For grayscale detection set INPUT.FORMAT 'L' and one-value "
             f"MODEL.PIXEL_MEAN / MODEL.PIXEL_STD; for colour images use an arch with "
-            f"in_channels: 3 (e.g. retrain the architecture on RGB data)."
+            f"in_channels 1 or 3."
         )
     return channels
 

@@ -249,6 +249,7 @@ def convert_classification_state_dict(state_dict, model, source="checkpoint"):
     used_stages = {_stage_of(src) for src in mapping.values()}
     mapped_sources = set(mapping.values())
 
+    first_conv = next((src for src in mapping.values() if src.endswith(".weight")), "")
     converted, loaded, missing, misshaped = collections.OrderedDict(), [], [], []
     for key, src in mapping.items():
         if src not in weights:
@@ -256,6 +257,11 @@ def convert_classification_state_dict(state_dict, model, source="checkpoint"):
                 missing.append(src)
             continue
         have, want = tuple(weights[src].shape), tuple(expected[key].shape)
+        if _gray_to_colour(have, want) and _stage_of(src) == _stage_of(first_conv):
+            converted[key] = weights[src].repeat(1, want[1], 1, 1) / want[1]
+            loaded.append(key)
+            logger.info(f"{src}: 1-channel stem weights spread over {want[1]} channels (w / 3)")
+            continue
         if have != want:
             misshaped.append(f"{src}: checkpoint {have} vs model {want} ({key})")
             continue
@@ -297,6 +303,18 @@ def convert_classification_state_dict(state_dict, model, source="checkpoint"):
     fresh = [k for k in expected if k not in mapping]
     report = ConversionReport(str(source), loaded, fresh, unused, targets)
     return converted, report
+
+
+def _gray_to_colour(have, want):
+    """A conv weight of a 1-channel stem where the model's stem takes 3 channels."""
+    return (
+        len(have) == 4
+        and len(want) == 4
+        and have[1] == 1
+        and want[1] == 3
+        and have[0] == want[0]
+        and have[2:] == want[2:]
+    )
 
 
 # --------------------------------------------------------------------------- loading
