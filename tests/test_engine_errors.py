@@ -119,6 +119,17 @@ def test_key_typo_in_a_yaml_file(tmp_path):
     assert not out.exists()
 
 
+def test_a_flag_after_the_overrides_is_named(tmp_path):
+    """argparse reads everything after the first KEY VALUE as overrides: a trailing --resume
+    is named, with where flags go, instead of yacs' "odd length" message."""
+    out = tmp_path / "out"
+    status, err = train_net([*search_argv(out), "--resume"])
+    assert status == 2
+    line = one_line_error(err)
+    assert "--resume comes after the KEY VALUE overrides" in line and "put flags first" in line
+    assert not out.exists()
+
+
 def test_cuda_device_without_cuda(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out = tmp_path / "out"

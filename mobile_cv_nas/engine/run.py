@@ -100,6 +100,12 @@ def setup_cfg(args):
             raise _key_error(cfg, e, f"config file {args.config_file!r}") from None
         except (ValueError, AssertionError) as e:
             raise ConfigError(f"config file {args.config_file!r}: {e}") from None
+    flags = [o for o in args.opts if str(o).startswith("--")]
+    if flags:
+        raise ConfigError(
+            f"{flags[0]} comes after the KEY VALUE overrides, where it is read as a config key: "
+            f"put flags first (tools/train_net.py {flags[0]} --config-file FILE KEY VALUE ...)."
+        )
     try:
         cfg.merge_from_list(args.opts)
     except KeyError as e:
