@@ -121,8 +121,15 @@ def test_train_publish_zoo(tmp_path, catalog, searched_arch):
 
 def test_train_publish_zoo_with_ema(tmp_path, catalog, searched_arch):
     name = "fmnist_searched_ema_test"
-    extra = ("SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.DECAY", "0.9")
+    extra = ("SOLVER.EMA.ENABLED", "True", "SOLVER.EMA.DECAY", "0.9", "TEST.EVAL_PERIOD", "10")
     out, metrics, info, model = _train_publish_load(tmp_path, catalog, searched_arch, name, *extra)
+    # TEST.EVAL_PERIOD: validated (the EMA weights) at iterations 10 and 20; the end is the
+    # final evaluation's
+    with open(out / "events.json") as f:
+        events = [json.loads(line) for line in f]
+    periodic = [(e["iteration"], e["val_top1"]) for e in events if "val_top1" in e]
+    assert [it for it, _ in periodic] == [9, 19]
+    assert all(0 <= top1 <= 100 for _, top1 in periodic)
     assert metrics["ema"] is True
     accuracy = top1(model, info)
     assert accuracy == pytest.approx(metrics["val_top1"], abs=1e-6)

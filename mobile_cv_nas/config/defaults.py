@@ -2,8 +2,8 @@
 
 detectron2's keys keep their meaning: SOLVER.* is the weight optimizer and its schedule
 (IMS_PER_BATCH is the total batch over all processes; CHECKPOINT_PERIOD), MODEL.DEVICE,
-MODEL.WEIGHTS, DATALOADER.NUM_WORKERS, SEED, OUTPUT_DIR. The classification tasks evaluate
-at the end of a run (TEST.EVAL_PERIOD is not used by them).
+MODEL.WEIGHTS, DATALOADER.NUM_WORKERS, SEED, OUTPUT_DIR, TEST.EVAL_PERIOD (the train task
+also validates every that many iterations; 0: only at the end).
 """
 
 import functools

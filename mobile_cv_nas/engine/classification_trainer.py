@@ -1,18 +1,34 @@
 """The `train` task: an architecture trained from scratch as an ordinary classifier (no
 masks), SGD with detectron2's LR schedules (WarmupCosineLR in the shipped recipes), optional
-label smoothing and EMA; the result is saved in the official checkpoint format."""
+label smoothing and EMA, validation every TEST.EVAL_PERIOD iterations; the result is saved in
+the official checkpoint format."""
+
+import copy
+import math
 
 import torch
 import torch.nn.functional as F
 from detectron2.solver import build_lr_scheduler
 
 from ..data import build_train_loader
-from .hooks import EMAHook
+from .hooks import EMAHook, PeriodicEvalHook
 from .trainer_base import ProjectTrainer, wrap_ddp
 
 
 class ClassificationTrainer(ProjectTrainer):
-    def __init__(self, cfg, model, train_data, transform, batch_size, schedule_cfg, rank, world):
+    def __init__(
+        self,
+        cfg,
+        model,
+        train_data,
+        transform,
+        batch_size,
+        schedule_cfg,
+        rank,
+        world,
+        evaluate=None,
+    ):
+        """`evaluate`: model -> {"top1", "top5"} on the validation data, for TEST.EVAL_PERIOD."""
         self.device = cfg.MODEL.DEVICE
         self.module = model.to(self.device)
         self.train_data, self.transform, self.batch_size = train_data, transform, batch_size
@@ -34,9 +50,14 @@ class ClassificationTrainer(ProjectTrainer):
         self.model = wrap_ddp(self.module, self.device)
         self.label_smoothing = cfg.SOLVER.LABEL_SMOOTHING
         self.ema = EMAHook(self.module, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
+        periodic, write_period = None, 20
+        if evaluate is not None and cfg.TEST.EVAL_PERIOD > 0:
+            periodic = PeriodicEvalHook(cfg.TEST.EVAL_PERIOD, lambda: evaluate(self.eval_model()))
+            # the writers keep the latest value of a scalar: write each evaluation's
+            write_period = math.gcd(write_period, cfg.TEST.EVAL_PERIOD)
         self.register_hooks(
             self.default_hooks(self.optimizer, self.scheduler, [self.ema] if self.ema else [])
-            + [self.writer_hook()]
+            + [periodic, self.writer_hook(write_period)]
         )
         self._batches = None
 
@@ -65,6 +86,14 @@ class ClassificationTrainer(ProjectTrainer):
         self.optimizer.step()
         accuracy = (logits.detach().argmax(1) == labels).double().mean().item()
         self.storage.put_scalars(loss_cls=loss.item(), accuracy=accuracy)
+
+    def eval_model(self):
+        """The model as evaluated and published: with the EMA's weights when enabled."""
+        if self.ema is None:
+            return self.module
+        model = copy.deepcopy(self.module)
+        model.load_state_dict(self.ema.ema_state())
+        return model
 
     def final_state_dict(self):
         """The weights to evaluate and publish: the EMA's when enabled."""

@@ -2,11 +2,14 @@
 checkpoints, and an exponential moving average of the weights."""
 
 import copy
+import logging
 import os
 
 import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
+
+logger = logging.getLogger(__name__)
 
 
 class TemperatureHook(HookBase):
@@ -65,6 +68,26 @@ class CheckpointHook(HookBase):
         if self.trainer.iter == self.trainer.max_iter:  # detectron2: the run completed
             self._save("checkpoint_final")
         comm.synchronize()
+
+
+class PeriodicEvalHook(HookBase):
+    """Evaluates every `period` iterations (TEST.EVAL_PERIOD; 0: never) before the last one
+    (the task evaluates the final weights itself) and logs val_top1 / val_top5. Runs on
+    every process: each evaluates its shard of the data."""
+
+    def __init__(self, period, evaluate):
+        self.period, self.evaluate = int(period), evaluate
+
+    def after_step(self):
+        done = self.trainer.iter + 1
+        if self.period > 0 and done % self.period == 0 and done < self.trainer.max_iter:
+            result = self.evaluate()
+            self.trainer.storage.put_scalars(
+                val_top1=result["top1"], val_top5=result["top5"], smoothing_hint=False
+            )
+            logger.info(
+                f"Iteration {done}: val top-1 {result['top1']:.2f}%, top-5 {result['top5']:.2f}%"
+            )
 
 
 class EMAHook(HookBase):

@@ -398,8 +398,17 @@ def run_train(cfg, args):
             f"batch (SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH})."
         )
     _, max_iter = iterations(cfg, per_epoch)
+    eval_loader = _eval_loader(cfg, datasets, inp)
     trainer = ClassificationTrainer(
-        cfg, model, datasets.train, transform, batch, _with_max_iter(cfg, max_iter), rank, world
+        cfg,
+        model,
+        datasets.train,
+        transform,
+        batch,
+        _with_max_iter(cfg, max_iter),
+        rank,
+        world,
+        evaluate=lambda m: evaluate_classifier(m, eval_loader, cfg.MODEL.DEVICE),
     )
     # a checkpoint that does not load fails here, before the run writes anything
     start_iter = trainer.resume_or_load(args.resume)
@@ -413,9 +422,7 @@ def run_train(cfg, args):
         return None
     final = _build_classifier(cfg, arch, datasets)
     final.load_state_dict(trainer.final_state_dict())
-    result = evaluate_classifier(
-        final.to(cfg.MODEL.DEVICE), _eval_loader(cfg, datasets, inp), cfg.MODEL.DEVICE
-    )
+    result = evaluate_classifier(final.to(cfg.MODEL.DEVICE), eval_loader, cfg.MODEL.DEVICE)
     trained = dataclasses.replace(
         arch,
         num_classes=len(datasets.classes),
