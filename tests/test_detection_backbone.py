@@ -3,6 +3,7 @@ and their output shapes at any input size, freezing, the light heads in full det
 (inference and training losses), ImageNet-weight conversion (file, checkpointer, fbnet_zoo://
 through a user catalog, offline) and the errors."""
 
+import argparse
 import math
 
 import pytest
@@ -509,3 +510,15 @@ def test_a_published_grayscale_model_is_a_colour_backbone_by_name(tmp_path, no_n
     stem_rgb = model.backbone.bottom_up.stages.xif0_0(gray.expand(1, 3, 64, 64))
     torch.testing.assert_close(stem_rgb, stem_gray, rtol=1e-5, atol=1e-5)
     assert no_network == []
+
+
+def test_a_checkpoint_pickling_objects_is_refused_clearly(tmp_path):
+    """detectron2's checkpointer reads with weights_only: a file that pickles other objects
+    is refused with the file named and the way to re-save it, not torch's unpickling error."""
+    state = official_checkpoint(tmp_path / "plain.pth")
+    path = tmp_path / "with_objects.pth"
+    torch.save({"state_dict": state, "args": argparse.Namespace(lr=0.1)}, path)
+    model = build_model(make_cfg("fpn"))
+    with pytest.raises(CheckpointError, match="pickles Python objects besides tensors") as info:
+        det.FBNetV2DetectionCheckpointer(model).load(str(path))
+    assert str(path) in str(info.value) and "trusted=True" in str(info.value)

@@ -32,6 +32,7 @@ import collections
 import dataclasses
 import logging
 import os
+import pickle
 import re
 
 from detectron2.checkpoint import DetectionCheckpointer
@@ -330,7 +331,17 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
     conversion_report = None
 
     def _load_file(self, filename):
-        loaded = super()._load_file(filename)
+        try:
+            loaded = super()._load_file(filename)
+        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refused it
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"Checkpoint {filename!r} pickles Python objects besides tensors, which are "
+                f"not read as weights ({first}). If you trust the file, re-save its weights "
+                f"alone: model_zoo.get(name, pretrained=True, trusted=True) or "
+                f"mobile_cv_nas.arch.read_checkpoint_state_dict(path, trusted=True), then "
+                f'torch.save({{"state_dict": state_dict}}, new_path).'
+            ) from None
         weights = classification_weights(loaded.get("model"))
         if weights is None:
             return loaded
