@@ -286,9 +286,10 @@ def get_arch_def(name):
     return arch
 
 
-def _weights_location(url, catalog_dir):
-    """A catalog's weights `url`: URLs and absolute paths as they are, other paths relative to
-    the catalog directory."""
+def weights_location(info):
+    """Where the weights of a model (its `get_model_info`) are: the catalog's `url`, URLs and
+    absolute paths as they are, other paths relative to the model's catalog directory."""
+    url, catalog_dir = info["weights"]["url"], info["catalog"]
     if "://" in url:
         return url
     path = os.path.expanduser(url)
@@ -342,7 +343,7 @@ def get(
                     f"Model {info['name']!r} has no published weights; use pretrained=False "
                     f"or pass weights=<path or URL>."
                 )
-            weights = _weights_location(info["weights"]["url"], info["catalog"])
+            weights = weights_location(info)
             sha256 = sha256 or info["weights"].get("sha256")
         load_checkpoint(target, weights, sha256=sha256, cache_dir=cache_dir, trusted=trusted)
     model.model_info = info

@@ -338,7 +338,7 @@ def publish_model(
             k
             for k, v in others.items()
             if v.get("weights")
-            and os.path.normpath(model_zoo._weights_location(v["weights"]["url"], directory))
+            and os.path.normpath(model_zoo.weights_location({**v, "catalog": directory}))
             == weights_file
         ]
         _check_free(weights_file, "Weights file", overwrite, users)
@@ -349,7 +349,9 @@ def publish_model(
         url = f"weights/{name}.pth" if copy_weights else os.path.abspath(source)
     elif not copy_weights and ("://" not in url or url.startswith("file://")):
         # a local file the catalog will name: it must be these weights
-        local = model_zoo._weights_location(url, directory).removeprefix("file://")
+        local = model_zoo.weights_location(
+            {"weights": {"url": url}, "catalog": directory}
+        ).removeprefix("file://")
         if not os.path.isfile(local) or sha256sum(local) != digest:
             raise PublishError(
                 f"url {url!r} names {local}, which is missing or is not the weights file "

@@ -72,11 +72,7 @@ def zoo_weights_file(name, cache_dir=None):
             f"{ZOO_PREFIX}{name}: model {info['name']!r} has no published weights; use another "
             f"zoo model or a checkpoint file as MODEL.WEIGHTS."
         )
-    url = weights["url"]
-    if "://" not in url:
-        url = os.path.expanduser(url)
-        if not os.path.isabs(url):
-            url = os.path.join(info["catalog"], url)
+    url = model_zoo.weights_location(info)
     try:
         file = local_path(url, cache_dir=cache_dir)
     except DownloadError as e:
