@@ -98,12 +98,9 @@ def _load(path, file, allow_pickle):
         raise _corrupt(path, file) from None
 
 
-def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False):
-    """The model weights of an official-format checkpoint at `path` (local path or URL).
-
-    Only tensors and plain containers are unpickled, unless the file needs more and either
-    `trusted` is set or `sha256` pins it (a mismatching sha256 is an error in any case).
-    """
+def fetch_checkpoint(path, sha256=None, cache_dir=None):
+    """The local file of checkpoint `path` (a URL is downloaded into the cache once),
+    checked against `sha256` when given; CheckpointError with the fix otherwise."""
     try:
         file = local_path(path, cache_dir=cache_dir)
     except DownloadError as e:
@@ -122,6 +119,16 @@ def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False)
                 f"Checkpoint {_described(path, file)} has sha256 {actual}, expected {sha256}. "
                 f"The download is corrupt or the file was replaced: delete it and retry."
             )
+    return file
+
+
+def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False):
+    """The model weights of an official-format checkpoint at `path` (local path or URL).
+
+    Only tensors and plain containers are unpickled, unless the file needs more and either
+    `trusted` is set or `sha256` pins it (a mismatching sha256 is an error in any case).
+    """
+    file = fetch_checkpoint(path, sha256=sha256, cache_dir=cache_dir)
     data = _load(path, file, allow_pickle=trusted or bool(sha256))
     return extract_state_dict(data, source=path)
 

@@ -41,8 +41,13 @@ from iopath.common.file_io import PathHandler
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from .. import model_zoo
-from ..arch.checkpoint import CheckpointError, extract_state_dict, read_checkpoint_state_dict
-from ..io import DownloadError, local_path, path_manager, sha256sum
+from ..arch.checkpoint import (
+    CheckpointError,
+    extract_state_dict,
+    fetch_checkpoint,
+    read_checkpoint_state_dict,
+)
+from ..io import path_manager
 from .backbone import FBNetV2Backbone
 from .heads import FBNetV2C4ROIHeads
 
@@ -72,23 +77,12 @@ def zoo_weights_file(name, cache_dir=None):
             f"{ZOO_PREFIX}{name}: model {info['name']!r} has no published weights; use another "
             f"zoo model or a checkpoint file as MODEL.WEIGHTS."
         )
-    url = model_zoo.weights_location(info)
     try:
-        file = local_path(url, cache_dir=cache_dir)
-    except DownloadError as e:
-        raise CheckpointError(
-            f"{ZOO_PREFIX}{name}: could not fetch {e.url} ({e.reason}).\nWithout network, put "
-            f"the file at {e.target}, or give a local checkpoint file as MODEL.WEIGHTS."
-        ) from None
-    if not os.path.isfile(file):
-        raise CheckpointError(f"{ZOO_PREFIX}{name}: weights file {file!r} does not exist.")
-    pinned = weights.get("sha256")
-    if pinned and sha256sum(file) != pinned:
-        raise CheckpointError(
-            f"{ZOO_PREFIX}{name}: {file} has sha256 {sha256sum(file)}, the catalog pins "
-            f"{pinned}. The download is corrupt or the file was replaced: delete it and retry."
+        return fetch_checkpoint(
+            model_zoo.weights_location(info), sha256=weights.get("sha256"), cache_dir=cache_dir
         )
-    return file
+    except CheckpointError as e:
+        raise CheckpointError(f"{ZOO_PREFIX}{name}: {e}") from None
 
 
 class FBNetZooHandler(PathHandler):
