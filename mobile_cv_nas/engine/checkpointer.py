@@ -9,6 +9,7 @@ updated the same way after the file is complete, and a file that does not load o
 fit the model is a CheckpointError naming it and the way out.
 """
 
+import json
 import os
 import random
 import tempfile
@@ -37,6 +38,13 @@ def atomic_write(path, write, mode="wb"):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json(path, data):
+    """`data` as indented JSON at `path`, written atomically (values JSON lacks as str)."""
+    atomic_write(
+        path, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=str), mode="w"
+    )
 
 
 def _umask():

@@ -38,7 +38,8 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter, Tensorboard
 
 from ..detection import FBNetV2DetectionCheckpointer, add_fbnetv2_config, check_registered_names
 from ..detection.weights import ZOO_PREFIX
-from .trainer_base import wrap_ddp
+from .checkpointer import write_json
+from .trainer_base import DeferredWriter, wrap_ddp
 
 logger = logging.getLogger(__name__)
 
@@ -171,12 +172,12 @@ class DetectionTrainer(DefaultTrainer):
         made = super().build_hooks()
         # the writers' files are made when training starts (a failed start leaves no files)
         return [
-            _LateWriter(self._writers, period=20) if isinstance(h, hooks.PeriodicWriter) else h
+            DeferredWriter(self._writers, period=20) if isinstance(h, hooks.PeriodicWriter) else h
             for h in made
         ]
 
     def build_writers(self):
-        return []  # DefaultTrainer.build_hooks calls this; _LateWriter makes the real ones
+        return []  # DefaultTrainer.build_hooks calls this; DeferredWriter makes the real ones
 
     def _writers(self):
         return [
@@ -203,15 +204,6 @@ class DetectionTrainer(DefaultTrainer):
         return results
 
 
-class _LateWriter(hooks.PeriodicWriter):
-    def __init__(self, build_writers, period=20):
-        super().__init__([], period=period)
-        self._build_writers = build_writers
-
-    def before_train(self):
-        self._writers = self._build_writers()
-
-
 # ------------------------------------------------------------------------------ the task
 
 
@@ -234,12 +226,6 @@ def _ap_line(results):
             ap50 = metrics.get("AP50", float("nan"))
             parts.append(f"{dataset} {task} AP {ap:.2f} AP50 {ap50:.2f}")
     return "; ".join(parts) or "no DATASETS.TEST"
-
-
-def _write_json(path, data):
-    from .run import write_json
-
-    write_json(path, data)
 
 
 def _flat(results):
@@ -273,7 +259,7 @@ def run_detection(cfg, args):
             logger.info(f"COCO evaluation: {_ap_line(results)}")
             if cfg.OUTPUT_DIR:
                 os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-                _write_json(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), metrics)
+                write_json(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), metrics)
         return metrics
 
     resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
@@ -305,6 +291,6 @@ def run_detection(cfg, args):
     }
     if comm.is_main_process():
         logger.info(f"COCO evaluation: {_ap_line(results)}")
-        _write_json(os.path.join(cfg.OUTPUT_DIR, "metrics.json"), metrics)
+        write_json(os.path.join(cfg.OUTPUT_DIR, "metrics.json"), metrics)
     comm.synchronize()
     return metrics

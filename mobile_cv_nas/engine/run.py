@@ -10,7 +10,6 @@ process (each holds a shard of the data).
 import copy
 import dataclasses
 import difflib
-import json
 import logging
 import math
 import os
@@ -32,7 +31,7 @@ from ..search import GumbelSampler, Supernet
 from ..search.cost_bounds import cost_range
 from ..search.cost_loss import CostLoss
 from ..search.space import as_search_space
-from .checkpointer import atomic_write, rng_state, set_rng_state
+from .checkpointer import atomic_write, rng_state, set_rng_state, write_json
 from .classification_trainer import ClassificationTrainer
 from .data import SearchData, build_datasets, per_process_batch
 from .detection_task import add_detection_config, check_detection_config, run_detection
@@ -208,10 +207,6 @@ def _setup_logging(cfg, args, resumed=False):
     )
     if state is not None:
         set_rng_state(state)
-
-
-def write_json(path, data):
-    atomic_write(path, lambda f: json.dump(data, f, indent=2, sort_keys=True), mode="w")
 
 
 # ------------------------------------------------------------------------------------ search

@@ -8,7 +8,6 @@
   the supernet's weights.
 """
 
-import json
 import logging
 import os
 
@@ -19,7 +18,7 @@ from ..arch import build_model
 from ..flops import count_flops
 from ..search import derive_arch, derive_model
 from ..visualization import plot_architecture, plot_search_curves
-from .checkpointer import atomic_write
+from .checkpointer import atomic_write, write_json
 from .evaluation import evaluate_classifier
 from .search_record import probabilities
 
@@ -100,11 +99,7 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
             os.path.join(out, "search_curves.png"),
             title=f"DMaskingNAS search over {net.space.name}",
         )
-        atomic_write(
-            os.path.join(out, "metrics.json"),
-            lambda f: json.dump(metrics, f, indent=2, sort_keys=True, default=str),
-            "w",
-        )
+        write_json(os.path.join(out, "metrics.json"), metrics)
         logger.info(
             f"Searched architecture: {report.mflops:.3f} MFLOPs, {report.mparams:.4f} M params, "
             f"input {arch.input_size}; with the supernet's weights (not retrained) it has val "

@@ -38,7 +38,7 @@ def iterations(cfg, iters_per_epoch):
     return per_epoch, total
 
 
-class _PeriodicWriter(hooks.PeriodicWriter):
+class DeferredWriter(hooks.PeriodicWriter):
     """detectron2's PeriodicWriter with its writers made when training starts: the JSON and
     TensorBoard writers create their files, and a run that fails before (a checkpoint that
     does not load on --resume) must leave OUTPUT_DIR as it was."""
@@ -94,7 +94,7 @@ class ProjectTrainer(TrainerBase):
         ]
 
     def writer_hook(self, period=20):
-        return _PeriodicWriter(self.build_writers, period=period)
+        return DeferredWriter(self.build_writers, period=period)
 
     def resume_or_load(self, resume):
         """Continue from OUTPUT_DIR's last checkpoint when `resume` and there is one."""
