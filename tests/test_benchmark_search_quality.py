@@ -26,7 +26,7 @@ from mobile_cv_nas.benchmarks.search_quality.sampling import (
 )
 from mobile_cv_nas.benchmarks.search_quality.training import SUBSET_DATA, check_overrides
 from mobile_cv_nas.engine import new_config
-from mobile_cv_nas.engine.run import ConfigError
+from mobile_cv_nas.engine.errors import ConfigError
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import Supernet, derive_arch
 from mobile_cv_nas.search.space import as_search_space

@@ -4,10 +4,9 @@ mobile_cv_nas.detection are the only ones that import detectron2)."""
 
 from detectron2.utils.events import EventStorage
 
+from .errors import ConfigError, OutputDirError
 from .launch import launch
 from .run import (
-    ConfigError,
-    OutputDirError,
     check_output_dir,
     main,
     new_config,

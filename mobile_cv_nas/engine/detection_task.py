@@ -36,9 +36,16 @@ from detectron2.modeling import build_model
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
-from ..detection import FBNetV2DetectionCheckpointer, add_fbnetv2_config, check_registered_names
+from ..detection import (
+    FBNetV2DetectionCheckpointer,
+    add_fbnetv2_config,
+    check_registered_names,
+    zoo_weights_file,
+)
 from ..detection.weights import ZOO_PREFIX
 from .checkpointer import write_json
+from .errors import ConfigError, DetectionDataError
+from .run_setup import setup_run
 from .trainer_base import DeferredWriter, wrap_ddp
 
 logger = logging.getLogger(__name__)
@@ -46,10 +53,6 @@ logger = logging.getLogger(__name__)
 #: Names this module registered, {name: (json_file, image_root)}: registering again with the
 #: same files is a no-op (a second run in one process), with other files it replaces them.
 _REGISTERED = {}
-
-
-class DetectionDataError(ValueError):
-    """A detection dataset that is not registered, or whose files are missing."""
 
 
 def add_detection_config(cfg):
@@ -126,8 +129,6 @@ def check_datasets(cfg, train=True):
 def check_detection_config(cfg, train=True):
     """The checks of a detection config that need no model: registry names, datasets, the
     weights file. Runs before anything is written (and in the launching process)."""
-    from .run import ConfigError
-
     check_registered_names(cfg)
     register_coco_json(cfg)
     check_datasets(cfg, train=train)
@@ -135,8 +136,6 @@ def check_detection_config(cfg, train=True):
     if weights and "://" not in weights and not os.path.isfile(weights):
         raise ConfigError(f"MODEL.WEIGHTS {weights!r}: no such file.")
     if weights.startswith(ZOO_PREFIX):
-        from ..detection import zoo_weights_file
-
         zoo_weights_file(weights[len(ZOO_PREFIX) :].strip("/"))
 
 
@@ -243,12 +242,10 @@ def _flat(results):
 
 def run_detection(cfg, args):
     """Train (then evaluate on DATASETS.TEST) or, with --eval-only, evaluate MODEL.WEIGHTS."""
-    from .run import _setup_logging
-
     check_detection_config(cfg, train=not args.eval_only)
     if args.eval_only:
         model, report = _build_checked_model(cfg)
-        _setup_logging(cfg, args)
+        setup_run(cfg, args)
         if report is not None:
             logger.info(report.summary())
         if not cfg.MODEL.WEIGHTS:
@@ -271,7 +268,7 @@ def run_detection(cfg, args):
     trainer = DetectionTrainer(cfg, model)
     if resuming:  # fails here, before writing, when the checkpoint does not load
         trainer.resume_or_load(resume=True)
-    _setup_logging(cfg, args, resumed=resuming)
+    setup_run(cfg, args, resumed=resuming)
     if report is not None:
         logger.info(report.summary())
     logger.info(

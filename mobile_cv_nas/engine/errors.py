@@ -6,8 +6,19 @@ from ..data import DatasetError
 from ..detection import DetectionConfigError
 from ..model_zoo import CatalogError, UnknownModelError
 from ..search import SearchAdapterError, SearchSpaceError
-from .detection_task import DetectionDataError
-from .run import ConfigError, OutputDirError
+
+
+class ConfigError(ValueError):
+    """A config key or value that cannot work; the message names it and the fix."""
+
+
+class OutputDirError(ValueError):
+    """OUTPUT_DIR holds another run."""
+
+
+class DetectionDataError(ValueError):
+    """A detection dataset that is not registered, or whose files are missing."""
+
 
 USER_ERRORS = (
     ArchDefError,

@@ -17,25 +17,26 @@ import time
 
 import torch
 from detectron2.config import CfgNode, get_cfg
-from detectron2.engine import default_argument_parser, default_setup
+from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
-from detectron2.utils.logger import setup_logger
 
 from .. import model_zoo
 from ..arch import build_model, load_arch_def, load_checkpoint, parse_arch_def
 from ..config import add_mobile_cv_nas_config
 from ..config.defaults import COST_LOSSES, TASKS
-from ..data import eval_transform, train_transform
+from ..data import build_eval_loader, eval_transform, train_transform
 from ..flops import count_flops
 from ..search import GumbelSampler, Supernet
 from ..search.cost_bounds import cost_range
 from ..search.cost_loss import CostLoss
 from ..search.space import as_search_space
-from .checkpointer import atomic_write, rng_state, set_rng_state, write_json
+from .checkpointer import atomic_write, write_json
 from .classification_trainer import ClassificationTrainer
 from .data import SearchData, build_datasets, per_process_batch
 from .detection_task import add_detection_config, check_detection_config, run_detection
+from .errors import ConfigError, OutputDirError
 from .evaluation import evaluate_classifier
+from .run_setup import setup_run
 from .search_outputs import write_search_outputs
 from .search_trainer import SearchTrainer
 from .trainer_base import iterations
@@ -45,14 +46,6 @@ logger = logging.getLogger(__name__)
 #: Files that mark a folder as holding a run.
 RUN_FILES = ("last_checkpoint", "config.yaml", "metrics.json", "events.json")
 AUGMENTS = ("none", "flip", "imagenet")
-
-
-class ConfigError(ValueError):
-    """A config key or value that cannot work; the message names it and the fix."""
-
-
-class OutputDirError(ValueError):
-    """OUTPUT_DIR holds another run."""
 
 
 # ------------------------------------------------------------------------------------ config
@@ -196,19 +189,6 @@ def _with_max_iter(cfg, max_iter):
     return schedule
 
 
-def _setup_logging(cfg, args, resumed=False):
-    """detectron2's setup (OUTPUT_DIR, log file, config.yaml: the run's first writes) and the
-    project's logger. default_setup seeds every RNG; a resumed run keeps the RNG state its
-    checkpoint restored."""
-    state = rng_state() if resumed else None
-    default_setup(cfg, args)
-    setup_logger(
-        cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="mobile_cv_nas", abbrev_name="nas"
-    )
-    if state is not None:
-        set_rng_state(state)
-
-
 # ------------------------------------------------------------------------------------ search
 
 
@@ -258,7 +238,7 @@ def run_search(cfg, args):
     # a checkpoint that does not load fails here, before the run writes anything
     start_iter = trainer.resume_or_load(args.resume)
 
-    _setup_logging(cfg, args, resumed=start_iter > 0)
+    setup_run(cfg, args, resumed=start_iter > 0)
     logger.info(
         f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
         f"{metric} {bounds[0] / 1e6:.4g}..{bounds[1] / 1e6:.4g} M, target {target / 1e6:.4g} M; "
@@ -358,8 +338,6 @@ def _load_weights(cfg, model, spec, info, datasets):
 
 
 def _eval_loader(cfg, datasets, inp):
-    from ..data import build_eval_loader
-
     transform = eval_transform(
         inp["resolution"], inp["in_channels"], inp["mean"], inp["std"], resize=inp["resize"]
     )
@@ -408,7 +386,7 @@ def run_train(cfg, args):
     # a checkpoint that does not load fails here, before the run writes anything
     start_iter = trainer.resume_or_load(args.resume)
 
-    _setup_logging(cfg, args, resumed=start_iter > 0)
+    setup_run(cfg, args, resumed=start_iter > 0)
     logger.info(
         f"Training {arch.name or 'arch'} on {cfg.DATA.TRAIN}: {len(datasets.train)} "
         f"images, {len(datasets.classes)} classes, input {inp}, {max_iter} iterations."
@@ -463,7 +441,7 @@ def run_eval(cfg, args):
     inp = _input(cfg, arch, info, datasets)
     model = _build_classifier(cfg, arch, datasets)
     _load_weights(cfg, model, cfg.MODEL.FBNET.ARCH, info, datasets)
-    _setup_logging(cfg, args)
+    setup_run(cfg, args)
     result = evaluate_classifier(
         model.to(cfg.MODEL.DEVICE), _eval_loader(cfg, datasets, inp), cfg.MODEL.DEVICE
     )

@@ -16,7 +16,7 @@ import logging
 import os
 
 from ...engine import check_output_dir, main, parse_args, setup_cfg
-from ...engine.run import ConfigError
+from ...engine.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
