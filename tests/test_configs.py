@@ -43,7 +43,7 @@ ITERS = 1
 #: group), workers. Never the resolution: the run builds the recipe's own model.
 COMMON_OPTS = [
     "MODEL.DEVICE", "cpu",
-    "MODEL.FBNET.NORM", "bn",
+    "MODEL.MOBILE_CV_NAS.NORM", "bn",
     "DATA.CLASS_FRACTION", "1.0",  # 10% of 4 classes would leave 1
     "SOLVER.IMS_PER_BATCH", "2",
     "SOLVER.EPOCHS", "1",
@@ -105,7 +105,7 @@ def test_imagenet_train_takes_the_f_search_result():
     search = _shipped(CONFIGS / "search" / "fbnetv2_f_imagenet.yaml")
     train = _shipped(CONFIGS / "train" / "imagenet.yaml")
     assert train.TASK == "train"
-    assert train.MODEL.FBNET.ARCH == f"{search.OUTPUT_DIR}/arch.yaml"
+    assert train.MODEL.MOBILE_CV_NAS.ARCH == f"{search.OUTPUT_DIR}/arch.yaml"
     assert train.DATA.TRAIN == search.DATA.TRAIN and train.DATA.TEST == search.DATA.TEST
 
 
@@ -123,7 +123,7 @@ def test_config_runs(path, image_folder, tmp_path, no_network):
     argv += ["DATA.TRAIN", str(image_folder / "train"), "DATA.TEST", str(image_folder / "val")]
     argv += ["OUTPUT_DIR", str(out)]
     if task == "train":
-        argv += ["MODEL.FBNET.ARCH", TRAIN_ARCH]
+        argv += ["MODEL.MOBILE_CV_NAS.ARCH", TRAIN_ARCH]
     err = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stderr(err):

@@ -51,9 +51,9 @@ def make_cfg(backbone, arch="FBNetV2_F4", **fbnet):
     cfg = det.add_fbnetv2_config(get_cfg())
     m = cfg.MODEL
     m.DEVICE = "cpu"
-    m.FBNET_V2.ARCH = arch
+    m.MOBILE_CV_NAS.ARCH = arch
     for key, value in fbnet.items():
-        m.FBNET_V2[key] = value
+        m.MOBILE_CV_NAS[key] = value
     cfg.INPUT.FORMAT = "RGB"
     m.PIXEL_MEAN, m.PIXEL_STD = IMAGENET_PIXELS["mean"], IMAGENET_PIXELS["std"]
     m.BACKBONE.NAME = f"build_fbnetv2_{backbone}_backbone"
@@ -122,7 +122,7 @@ def test_registered_names_are_ours_and_collide_with_nobody():
 
 def test_add_fbnetv2_config_is_idempotent_and_merges():
     cfg = det.add_fbnetv2_config(get_cfg())
-    node = cfg.MODEL.FBNET_V2
+    node = cfg.MODEL.MOBILE_CV_NAS
     assert set(node) == {
         "ARCH",
         "ARCH_DEF",
@@ -134,16 +134,18 @@ def test_add_fbnetv2_config_is_idempotent_and_merges():
     }
     assert (node.ARCH, node.NORM, node.WIDTH_DIVISOR, node.OUT_FEATURES) == ("", "BN", 0, [])
     node.ARCH = "FBNetV2_F1"
-    assert det.add_fbnetv2_config(cfg) is cfg and cfg.MODEL.FBNET_V2.ARCH == "FBNetV2_F1"
-    cfg.merge_from_list(["MODEL.FBNET_V2.OUT_FEATURES", "['stage4']", "MODEL.FBNET_V2.NORM", "GN"])
-    assert cfg.MODEL.FBNET_V2.OUT_FEATURES == ["stage4"]
+    assert det.add_fbnetv2_config(cfg) is cfg and cfg.MODEL.MOBILE_CV_NAS.ARCH == "FBNetV2_F1"
+    cfg.merge_from_list(
+        ["MODEL.MOBILE_CV_NAS.OUT_FEATURES", "['stage4']", "MODEL.MOBILE_CV_NAS.NORM", "GN"]
+    )
+    assert cfg.MODEL.MOBILE_CV_NAS.OUT_FEATURES == ["stage4"]
     # an inline arch def survives a dump and a merge into a fresh config
-    cfg.MODEL.FBNET_V2.ARCH = ""
-    cfg.MODEL.FBNET_V2.ARCH_DEF.stages = model_zoo.get_arch_def("FBNetV2_F4").stages
+    cfg.MODEL.MOBILE_CV_NAS.ARCH = ""
+    cfg.MODEL.MOBILE_CV_NAS.ARCH_DEF.stages = model_zoo.get_arch_def("FBNetV2_F4").stages
     again = det.add_fbnetv2_config(get_cfg())
     again.merge_from_other_cfg(type(cfg).load_cfg(cfg.dump()))
     arch = det.resolve_arch(again)
-    assert arch.name == "MODEL.FBNET_V2.ARCH_DEF"
+    assert arch.name == "MODEL.MOBILE_CV_NAS.ARCH_DEF"
     assert arch.stages == model_zoo.get_arch_def("FBNetV2_F4").stages
 
 
@@ -439,7 +441,7 @@ def test_unknown_arch_and_registry_names_are_listed():
         ("c4", "OUT_FEATURES", ["stage6"], r"Unknown backbone feature.*stage5 \(stride 32"),
         ("fpn", "OUT_FEATURES", ["res2", "res3"], r"Unknown backbone feature.*stage0 \(stride 2"),
         ("c4", "OUT_FEATURES", ["stage3", "stage4"], "C4 backbone gives one feature"),
-        ("fpn", "NORM", "LayerNorm", "MODEL.FBNET_V2.NORM: unknown norm 'LayerNorm'"),
+        ("fpn", "NORM", "LayerNorm", "MODEL.MOBILE_CV_NAS.NORM: unknown norm 'LayerNorm'"),
         ("fpn", "HEAD_NORM", "FrozenBN", "freshly initialised heads"),
         ("fpn", "BOX_HEAD_BLOCKS", [{"op": "ir_k3_hz", "out_channels": 8}], "Did you mean"),
     ],
@@ -457,7 +459,7 @@ def test_heads_reading_missing_features_are_refused():
         build_model(cfg)
     cfg = make_cfg("fpn")
     cfg.MODEL.FPN.IN_FEATURES = ["stage2", "stage3"]
-    cfg.MODEL.FBNET_V2.OUT_FEATURES = ["stage3", "stage4"]
+    cfg.MODEL.MOBILE_CV_NAS.OUT_FEATURES = ["stage3", "stage4"]
     with pytest.raises(det.DetectionConfigError, match="differ"):
         build_model(cfg)
 
@@ -474,7 +476,7 @@ def test_a_grayscale_arch_works_on_grayscale_and_on_colour_images():
     arch = model_zoo.get_arch_def("FBNetV2_F4").to_dict()
     arch["in_channels"] = 1  # e.g. a Fashion-MNIST model from a user catalog
     cfg = make_cfg("fpn", arch="")
-    cfg.MODEL.FBNET_V2.ARCH_DEF = type(cfg)(arch)
+    cfg.MODEL.MOBILE_CV_NAS.ARCH_DEF = type(cfg)(arch)
     assert build_model(cfg).backbone.bottom_up.in_channels == 3  # RGB: a 3-channel stem
     cfg.INPUT.FORMAT = "L"  # grayscale detection keeps the 1-channel stem
     cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD = [127.0], [64.0]

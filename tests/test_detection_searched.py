@@ -1,7 +1,7 @@
 """A backbone searched and published by the launcher works in a detection config by name:
 a search over the paper's F space (one iteration, on a tiny generated RGB ImageFolder), the
 train task on its arch.yaml, tools/publish_model.py into a user catalog, then Faster R-CNN FPN
-with MODEL.FBNET_V2.ARCH <name> and MODEL.WEIGHTS fbnet_zoo://<name>, trained and
+with MODEL.MOBILE_CV_NAS.ARCH <name> and MODEL.WEIGHTS fbnet_zoo://<name>, trained and
 COCO-evaluated through tools/train_net.py."""
 
 import json
@@ -16,7 +16,7 @@ from mobile_cv_nas import model_zoo
 
 ONE_ITERATION = [
     "MODEL.DEVICE", "cpu",
-    "MODEL.FBNET.NORM", "bn",
+    "MODEL.MOBILE_CV_NAS.NORM", "bn",
     "DATA.CLASS_FRACTION", "1.0",
     "SOLVER.IMS_PER_BATCH", "2",
     "SOLVER.EPOCHS", "1",
@@ -48,7 +48,7 @@ def test_searched_published_backbone_by_name(coco, rgb_folder, tmp_path):  # noq
     )
     assert status == 0, err
     train_config = REPO_ROOT / "configs/train/imagenet.yaml"
-    arch = ["MODEL.FBNET.ARCH", str(search / "arch.yaml")]
+    arch = ["MODEL.MOBILE_CV_NAS.ARCH", str(search / "arch.yaml")]
     status, err = train_net(
         ["--config-file", train_config, *ONE_ITERATION, *data, *arch, "OUTPUT_DIR", train]
     )
@@ -62,7 +62,7 @@ def test_searched_published_backbone_by_name(coco, rgb_folder, tmp_path):  # noq
         status, err = train_net(
             [
                 "--config-file", FPN, *tiny_opts(coco, out),
-                "MODEL.FBNET_V2.ARCH", "searched_f",
+                "MODEL.MOBILE_CV_NAS.ARCH", "searched_f",
                 "MODEL.WEIGHTS", "fbnet_zoo://searched_f",
             ]
         )  # fmt: skip

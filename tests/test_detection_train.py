@@ -142,12 +142,12 @@ def test_config_builds(name, tmp_path):
     assert list(cfg.MODEL.PIXEL_MEAN) == [123.675, 116.28, 103.53]
     assert list(cfg.MODEL.PIXEL_STD) == [58.395, 57.12, 57.375]
     assert 224 <= cfg.INPUT.MIN_SIZE_TEST <= 320 and cfg.INPUT.MAX_SIZE_TEST <= 533
-    arch = cfg.MODEL.FBNET_V2.ARCH
+    arch = cfg.MODEL.MOBILE_CV_NAS.ARCH
     if arch in model_zoo.list_models():
         assert cfg.MODEL.WEIGHTS == f"fbnet_zoo://{arch}"
     else:  # the searched example names the arch.yaml of a search: use a stand-in
         assert arch.endswith("arch.yaml")
-        cfg.MODEL.FBNET_V2.ARCH = _arch_yaml(tmp_path)
+        cfg.MODEL.MOBILE_CV_NAS.ARCH = _arch_yaml(tmp_path)
     cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
     check_registered_names(cfg)
     model = build_model(cfg).eval()
@@ -245,13 +245,13 @@ def _error(coco, tmp_path, config, *extra):
 
 
 def test_unknown_arch(coco, tmp_path):
-    err = _error(coco, tmp_path, FPN, "MODEL.FBNET_V2.ARCH", "FBNetV2_X9")
+    err = _error(coco, tmp_path, FPN, "MODEL.MOBILE_CV_NAS.ARCH", "FBNetV2_X9")
     assert len(err.strip().splitlines()) == 1
     assert "FBNetV2_X9" in err and "FBNetV2_F4" in err and "FBNetV2_L2" in err
 
 
 def test_missing_feature(coco, tmp_path):
-    err = _error(coco, tmp_path, C4, "MODEL.FBNET_V2.OUT_FEATURES", '["stage9"]')
+    err = _error(coco, tmp_path, C4, "MODEL.MOBILE_CV_NAS.OUT_FEATURES", '["stage9"]')
     assert len(err.strip().splitlines()) == 1
     assert "stage9" in err and "stage4" in err
 

@@ -152,7 +152,7 @@ def test_output_dir_holding_a_run_needs_resume(run_copy):
 def test_resume_of_a_run_of_another_task(run_copy):
     before = snapshot(run_copy)
     argv = ["--resume", "--config-file", TRAIN_CONFIG, *SEARCH_OPTS[:4], "OUTPUT_DIR", run_copy]
-    status, err = train_net([*argv, "MODEL.FBNET.ARCH", run_copy / "arch.yaml"])
+    status, err = train_net([*argv, "MODEL.MOBILE_CV_NAS.ARCH", run_copy / "arch.yaml"])
     assert status == 2
     line = one_line_error(err)
     assert "TASK = 'search'" in line and "'train'" in line and str(run_copy) in line

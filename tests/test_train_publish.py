@@ -27,7 +27,7 @@ TRAIN_ITERS = 30
 def train_argv(out, arch, *extra):
     return [
         "--config-file", TRAIN_CONFIG, *SUBSET_DATA,
-        "MODEL.FBNET.ARCH", arch,
+        "MODEL.MOBILE_CV_NAS.ARCH", arch,
         "SOLVER.IMS_PER_BATCH", "16",
         "SOLVER.EPOCHS", "1",
         "SOLVER.EPOCH_ITERS", TRAIN_ITERS,
@@ -95,7 +95,7 @@ def _eval_only(tmp_path, name):
     out = tmp_path / "eval"
     argv = ["--eval-only", "--config-file", TRAIN_CONFIG, *SUBSET_DATA]
     status, err = train_net(
-        [*argv, "MODEL.FBNET.ARCH", name, "MODEL.WEIGHTS", "zoo", "OUTPUT_DIR", out]
+        [*argv, "MODEL.MOBILE_CV_NAS.ARCH", name, "MODEL.WEIGHTS", "zoo", "OUTPUT_DIR", out]
     )
     assert status == 0, err
     with open(out / "metrics_eval.json") as f:

@@ -3,8 +3,8 @@
 
     python tools/train_net.py --config-file configs/search/fashion_mnist_cpu.yaml
     python tools/train_net.py --config-file configs/train/fashion_mnist_cpu.yaml \\
-        MODEL.FBNET.ARCH output/search_demo/arch.yaml
-    python tools/train_net.py --eval-only --config-file CONFIG MODEL.FBNET.ARCH NAME \\
+        MODEL.MOBILE_CV_NAS.ARCH output/search_demo/arch.yaml
+    python tools/train_net.py --eval-only --config-file CONFIG MODEL.MOBILE_CV_NAS.ARCH NAME \\
         MODEL.WEIGHTS zoo
 
     python tools/train_net.py --config-file configs/detection/faster_rcnn_fbnetv2_f4_fpn.yaml

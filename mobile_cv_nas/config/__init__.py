@@ -4,10 +4,18 @@ detectron2-free: the functions take any fvcore CfgNode, so `get_cfg()` + these f
 the launcher's config, and a detection config gets the same keys.
 """
 
+from .arch import ArchConfigError, add_arch_config, resolve_arch
 from .defaults import (
     add_classification_config,
     add_mobile_cv_nas_config,
     add_search_config,
 )
 
-__all__ = ["add_classification_config", "add_mobile_cv_nas_config", "add_search_config"]
+__all__ = [
+    "ArchConfigError",
+    "add_arch_config",
+    "resolve_arch",
+    "add_classification_config",
+    "add_mobile_cv_nas_config",
+    "add_search_config",
+]

@@ -9,6 +9,8 @@ also validates every that many iterations; 0: only at the end).
 import functools
 import math
 
+from .arch import add_arch_config
+
 TASKS = ("search", "train", "eval", "detection")
 COST_LOSSES = ("multiplicative", "additive")
 
@@ -39,12 +41,9 @@ def add_classification_config(cfg):
     cfg.DATA.RESIZE = 0  # evaluation: shorter side resized to this, then center crop; 0: none
     cfg.DATA.RESOLUTION = 0  # train/eval input size; 0: the arch's input_size
 
-    cfg.MODEL.FBNET = CN()
-    # train/eval: a zoo name (model_zoo.list_models()), an arch YAML file, or, when empty,
-    # the inline ARCH_DEF (an arch def in the schema of mobile_cv_nas/arch/schema.py).
-    cfg.MODEL.FBNET.ARCH = ""
-    cfg.MODEL.FBNET.ARCH_DEF = CN(new_allowed=True)
-    cfg.MODEL.FBNET.NORM = "bn"  # bn | sync_bn | frozen_bn | gn (detectron2 spellings too)
+    # MODEL.MOBILE_CV_NAS.{ARCH, ARCH_DEF, NORM, WIDTH_DIVISOR}: the arch (train/eval), see
+    # mobile_cv_nas/config/arch.py; the same node as detection's backbone.
+    add_arch_config(cfg)
     # MODEL.WEIGHTS: "" (random init), a path/URL, or "zoo" (the zoo model's published weights)
 
     cfg.SOLVER.EPOCHS = 0  # > 0: SOLVER.MAX_ITER = EPOCHS x iterations per epoch
@@ -88,8 +87,40 @@ def add_search_config(cfg):
     return cfg
 
 
+#: The arch keys' earlier namespaces (MODEL.FBNET for classification, MODEL.FBNET_V2 for
+#: detection), both now MODEL.MOBILE_CV_NAS. d2go uses both names with other meanings
+#: (MODEL.FBNET is FBNet-v1 there), so we keep neither; an old config gets a one-line error
+#: naming the new key instead of "non-existent key".
+ARCH_NAMESPACE = "MODEL.MOBILE_CV_NAS"
+OLD_ARCH_NAMESPACES = ("MODEL.FBNET", "MODEL.FBNET_V2")
+ARCH_KEYS = (
+    "ARCH",
+    "ARCH_DEF",
+    "NORM",
+    "WIDTH_DIVISOR",
+    "OUT_FEATURES",
+    "HEAD_NORM",
+    "BOX_HEAD_BLOCKS",
+)
+
+
+def register_renamed_arch_keys(cfg):
+    """Old arch keys (whole node or one key, in YAML or on the command line) raise yacs'
+    rename error naming MODEL.MOBILE_CV_NAS.* (see README, "Config keys: migration")."""
+    for old in OLD_ARCH_NAMESPACES:
+        pairs = [(old, ARCH_NAMESPACE)]
+        pairs += [(f"{old}.{key}", f"{ARCH_NAMESPACE}.{key}") for key in ARCH_KEYS]
+        for old_key, new_key in pairs:
+            if not cfg.key_is_renamed(old_key):
+                cfg.register_renamed_key(
+                    old_key, new_key, message="See the README's config-key migration table"
+                )
+    return cfg
+
+
 def add_mobile_cv_nas_config(cfg):
     """All of the project's keys (what tools/train_net.py uses)."""
     add_classification_config(cfg)
     add_search_config(cfg)
+    register_renamed_arch_keys(cfg)
     return cfg

@@ -57,7 +57,7 @@ _NORM_KINDS = {
 _NORM_NAMES = "'BN', 'SyncBN', 'naiveSyncBN', 'FrozenBN', 'GN' (or bn, sync_bn, frozen_bn, gn)"
 
 
-def norm_kind(norm, key="MODEL.FBNET_V2.NORM", allow_frozen=True):
+def norm_kind(norm, key="MODEL.MOBILE_CV_NAS.NORM", allow_frozen=True):
     """The kind of norm a NORM value names ("bn", "sync_bn", "naive_sync_bn", "frozen_bn",
     "gn"), None for "" (the arch's own); DetectionConfigError naming `key` otherwise."""
     if norm in ("", None):
@@ -112,7 +112,7 @@ def _is_path(spec):
 
 
 def resolve_arch(cfg):
-    """The ArchDef of MODEL.FBNET_V2 (ARCH: a zoo name or an arch YAML; else the inline
+    """The ArchDef of MODEL.MOBILE_CV_NAS (ARCH: a zoo name or an arch YAML; else the inline
     ARCH_DEF), with WIDTH_DIVISOR applied; DetectionConfigError naming the key on failure."""
     node = require_fbnetv2_config(cfg)
     spec = node.ARCH
@@ -123,20 +123,20 @@ def resolve_arch(cfg):
             else:
                 arch = model_zoo.get_arch_def(spec)
         elif len(node.ARCH_DEF):
-            arch = parse_arch_def(node_to_dict(node.ARCH_DEF), name="MODEL.FBNET_V2.ARCH_DEF")
+            arch = parse_arch_def(node_to_dict(node.ARCH_DEF), name="MODEL.MOBILE_CV_NAS.ARCH_DEF")
         else:
             raise DetectionConfigError(
-                "No backbone architecture: set MODEL.FBNET_V2.ARCH to a model zoo name (see "
+                "No backbone architecture: set MODEL.MOBILE_CV_NAS.ARCH to a model zoo name (see "
                 "mobile_cv_nas.model_zoo.list_models()) or an arch YAML file, or give "
-                "MODEL.FBNET_V2.ARCH_DEF inline."
+                "MODEL.MOBILE_CV_NAS.ARCH_DEF inline."
             )
     except (model_zoo.UnknownModelError, model_zoo.CatalogError, ArchDefError) as e:
-        raise DetectionConfigError(f"MODEL.FBNET_V2.ARCH {spec!r}: {e}") from None
+        raise DetectionConfigError(f"MODEL.MOBILE_CV_NAS.ARCH {spec!r}: {e}") from None
     divisor = node.WIDTH_DIVISOR
     if divisor:
         if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 0:
             raise DetectionConfigError(
-                f"MODEL.FBNET_V2.WIDTH_DIVISOR: must be an integer >= 0 (0: the arch's), "
+                f"MODEL.MOBILE_CV_NAS.WIDTH_DIVISOR: must be an integer >= 0 (0: the arch's), "
                 f"got {divisor!r}."
             )
         arch = dataclasses.replace(arch, width_divisor=divisor)
@@ -372,18 +372,18 @@ def _by_stride(stages, strides, arch, what):
     if missing:
         raise DetectionConfigError(
             f"Arch {arch.name!r} has no stage at stride {missing} for the {what}; it has "
-            f"{describe_features(stages)}. Name the features in MODEL.FBNET_V2.OUT_FEATURES."
+            f"{describe_features(stages)}. Name the features in MODEL.MOBILE_CV_NAS.OUT_FEATURES."
         )
     return [last[st].name for st in strides]
 
 
 def _fpn_features(cfg, stages, arch, strides, what):
     """OUT_FEATURES, or MODEL.FPN.IN_FEATURES, or the last stage at each stride."""
-    own = list(cfg.MODEL.FBNET_V2.OUT_FEATURES)
+    own = list(cfg.MODEL.MOBILE_CV_NAS.OUT_FEATURES)
     theirs = list(cfg.MODEL.FPN.IN_FEATURES)
     if own and theirs and own != theirs:
         raise DetectionConfigError(
-            f"MODEL.FBNET_V2.OUT_FEATURES {own} and MODEL.FPN.IN_FEATURES {theirs} differ; "
+            f"MODEL.MOBILE_CV_NAS.OUT_FEATURES {own} and MODEL.FPN.IN_FEATURES {theirs} differ; "
             f"set one of them (or both the same)."
         )
     return own or theirs or _by_stride(stages, strides, arch, what)
@@ -398,7 +398,7 @@ def _fpn_bottom_up(cfg, strides, what):
         arch,
         features,
         in_channels=channels,
-        norm=cfg.MODEL.FBNET_V2.NORM,
+        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
     )
 
@@ -433,14 +433,14 @@ def check_consumers(cfg, backbone):
 
 @BACKBONE_REGISTRY.register()
 def build_fbnetv2_c4_backbone(cfg, input_shape=None):
-    """One feature for C4-style detectors: MODEL.FBNET_V2.OUT_FEATURES (one name) or the
+    """One feature for C4-style detectors: MODEL.MOBILE_CV_NAS.OUT_FEATURES (one name) or the
     last stride-16 stage; its stages after it form FBNetV2C4ROIHeads' box head."""
     arch = resolve_arch(cfg)
     stages = detection_stages(arch)
-    features = list(cfg.MODEL.FBNET_V2.OUT_FEATURES) or _by_stride(stages, [16], arch, "C4")
+    features = list(cfg.MODEL.MOBILE_CV_NAS.OUT_FEATURES) or _by_stride(stages, [16], arch, "C4")
     if len(features) != 1:
         raise DetectionConfigError(
-            f"MODEL.FBNET_V2.OUT_FEATURES {features}: the C4 backbone gives one feature; name "
+            f"MODEL.MOBILE_CV_NAS.OUT_FEATURES {features}: the C4 backbone gives one feature; name "
             f"one of {describe_features(stages)} (default: the last stride-16 stage)."
         )
     channels = image_channels(cfg, arch)
@@ -448,7 +448,7 @@ def build_fbnetv2_c4_backbone(cfg, input_shape=None):
         arch,
         features,
         in_channels=channels,
-        norm=cfg.MODEL.FBNET_V2.NORM,
+        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
     )
     return check_consumers(cfg, backbone)

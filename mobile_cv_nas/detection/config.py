@@ -1,4 +1,4 @@
-"""The `MODEL.FBNET_V2.*` keys of the detection backbones and heads, and a config check.
+"""The `MODEL.MOBILE_CV_NAS.*` keys of the detection backbones and heads, and a config check.
 
     from detectron2.config import get_cfg
     from mobile_cv_nas.detection import add_fbnetv2_config
@@ -69,11 +69,11 @@ def _defaults(cfg):
 
 
 def add_fbnetv2_config(cfg):
-    """Add the `MODEL.FBNET_V2.*` keys (see the module docstring) to a detectron2 CfgNode and
+    """Add the `MODEL.MOBILE_CV_NAS.*` keys (see the module docstring) to a detectron2 CfgNode and
     return it. Idempotent: keys already there keep their values."""
-    if "FBNET_V2" not in cfg.MODEL:
-        cfg.MODEL.FBNET_V2 = type(cfg)()
-    node = cfg.MODEL.FBNET_V2
+    if "MOBILE_CV_NAS" not in cfg.MODEL:
+        cfg.MODEL.MOBILE_CV_NAS = type(cfg)()
+    node = cfg.MODEL.MOBILE_CV_NAS
     for key, value in _defaults(cfg).items():
         if key not in node:
             node[key] = value
@@ -88,11 +88,11 @@ def node_to_dict(node):
 
 
 def require_fbnetv2_config(cfg):
-    """The MODEL.FBNET_V2 node; a clear error when add_fbnetv2_config was not called."""
-    node = cfg.MODEL.get("FBNET_V2")
+    """The MODEL.MOBILE_CV_NAS node; a clear error when add_fbnetv2_config was not called."""
+    node = cfg.MODEL.get("MOBILE_CV_NAS")
     if node is None:
         raise DetectionConfigError(
-            "The config has no MODEL.FBNET_V2 keys: call "
+            "The config has no MODEL.MOBILE_CV_NAS keys: call "
             "mobile_cv_nas.detection.add_fbnetv2_config(cfg) before merging the config file."
         )
     return node

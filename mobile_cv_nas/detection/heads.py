@@ -4,7 +4,7 @@
   a pointwise 1x1 conv + norm + ReLU (a depthwise-separable conv instead of detectron2's dense
   3x3), then 1x1 convs for the objectness logits and the anchor deltas. Shared across levels.
 * `FBNetV2BlockBoxHead` (ROI_BOX_HEAD_REGISTRY, for StandardROIHeads, e.g. over FPN): the
-  block rows of MODEL.FBNET_V2.BOX_HEAD_BLOCKS on the pooled RoI features, then a global
+  block rows of MODEL.MOBILE_CV_NAS.BOX_HEAD_BLOCKS on the pooled RoI features, then a global
   average pool; FastRCNNOutputLayers predicts from the pooled vector.
 * `FBNetV2C4ROIHeads` (ROI_HEADS_REGISTRY, with build_fbnetv2_c4_backbone): RoIs pooled from
   the backbone's feature (ROI_BOX_HEAD.POOLER_*, 14x14 by default) go through the arch's own
@@ -12,8 +12,8 @@
   officially, `roi_heads.stages.xif5_*`, so the ImageNet weights initialise them too), then a
   global average pool and FastRCNNOutputLayers. Boxes only (no mask/keypoint heads).
 
-Heads use MODEL.FBNET_V2.HEAD_NORM; the C4 box head's stages, being backbone stages, use
-MODEL.FBNET_V2.NORM.
+Heads use MODEL.MOBILE_CV_NAS.HEAD_NORM; the C4 box head's stages, being backbone stages, use
+MODEL.MOBILE_CV_NAS.NORM.
 """
 
 import torch.nn as nn
@@ -36,14 +36,14 @@ from .backbone import (
 )
 from .config import DetectionConfigError, require_fbnetv2_config
 
-#: Width rounding of the box head's blocks when MODEL.FBNET_V2.WIDTH_DIVISOR is 0.
+#: Width rounding of the box head's blocks when MODEL.MOBILE_CV_NAS.WIDTH_DIVISOR is 0.
 BOX_HEAD_WIDTH_DIVISOR = 8
 
 
 def _head_norm(cfg):
     """The norm kind of a fresh head (HEAD_NORM): bn, sync_bn, naive_sync_bn or gn."""
-    key = "MODEL.FBNET_V2.HEAD_NORM"
-    kind = norm_kind(cfg.MODEL.FBNET_V2.HEAD_NORM, key, allow_frozen=False)
+    key = "MODEL.MOBILE_CV_NAS.HEAD_NORM"
+    kind = norm_kind(cfg.MODEL.MOBILE_CV_NAS.HEAD_NORM, key, allow_frozen=False)
     if kind is None:
         raise DetectionConfigError(
             f"{key}: must name a norm ('BN', 'SyncBN', 'naiveSyncBN' or 'GN'), got ''."
@@ -105,7 +105,7 @@ def box_head_arch(cfg, in_channels):
     node = require_fbnetv2_config(cfg)
     rows = [dict(r) if isinstance(r, dict) else r for r in node.BOX_HEAD_BLOCKS]
     data = {
-        "name": "MODEL.FBNET_V2.BOX_HEAD_BLOCKS",
+        "name": "MODEL.MOBILE_CV_NAS.BOX_HEAD_BLOCKS",
         "in_channels": in_channels,
         "width_divisor": node.WIDTH_DIVISOR or BOX_HEAD_WIDTH_DIVISOR,
         "num_classes": 0,
@@ -119,7 +119,7 @@ def box_head_arch(cfg, in_channels):
 
 @ROI_BOX_HEAD_REGISTRY.register()
 class FBNetV2BlockBoxHead(nn.Module):
-    """Box head of FBNet blocks (MODEL.FBNET_V2.BOX_HEAD_BLOCKS) + global average pool."""
+    """Box head of FBNet blocks (MODEL.MOBILE_CV_NAS.BOX_HEAD_BLOCKS) + global average pool."""
 
     def __init__(self, cfg, input_shape):
         super().__init__()
@@ -185,9 +185,9 @@ class FBNetV2C4ROIHeads(ROIHeads):
             raise DetectionConfigError(
                 f"FBNetV2C4ROIHeads: feature {feature!r} has {shape.channels} channels, but arch "
                 f"{arch.name!r} gives {stages[names.index(feature)].channels} there; the backbone "
-                f"and MODEL.FBNET_V2 must describe the same arch."
+                f"and MODEL.MOBILE_CV_NAS must describe the same arch."
             )
-        kind = norm_kind(cfg.MODEL.FBNET_V2.NORM)
+        kind = norm_kind(cfg.MODEL.MOBILE_CV_NAS.NORM)
         blocks = build_stage_blocks(arch, head_stages, shape.channels, kind)
         resolution = cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION
         ret.update(

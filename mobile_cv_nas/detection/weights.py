@@ -280,7 +280,7 @@ def convert_classification_state_dict(state_dict, model, source="checkpoint"):
         parts = [
             f"Classification checkpoint {source!r} does not fit the FBNet stages of the "
             f"detection model (arch {arch_name!r}): {counts} keys. Was it trained for another "
-            f"arch? MODEL.FBNET_V2.ARCH (and WIDTH_DIVISOR) must describe the arch the "
+            f"arch? MODEL.MOBILE_CV_NAS.ARCH (and WIDTH_DIVISOR) must describe the arch the "
             f"checkpoint was trained for."
         ]
         for title, keys in (

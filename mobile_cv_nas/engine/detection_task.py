@@ -56,7 +56,7 @@ _REGISTERED = {}
 
 
 def add_detection_config(cfg):
-    """MODEL.FBNET_V2.* (mobile_cv_nas.detection) and DATASETS.COCO_JSON."""
+    """MODEL.MOBILE_CV_NAS.* (mobile_cv_nas.detection) and DATASETS.COCO_JSON."""
     add_fbnetv2_config(cfg)
     if "COCO_JSON" not in cfg.DATASETS:
         # [[name, json_file, image_root], ...]: COCO-format datasets to register by name
@@ -273,7 +273,7 @@ def run_detection(cfg, args):
         logger.info(report.summary())
     logger.info(
         f"Detection: {cfg.MODEL.META_ARCHITECTURE} with {cfg.MODEL.BACKBONE.NAME} "
-        f"({cfg.MODEL.FBNET_V2.ARCH or 'inline arch'}) on {list(cfg.DATASETS.TRAIN)}, "
+        f"({cfg.MODEL.MOBILE_CV_NAS.ARCH or 'inline arch'}) on {list(cfg.DATASETS.TRAIN)}, "
         f"{cfg.SOLVER.MAX_ITER} iterations from {trainer.start_iter}."
     )
     trainer.train()

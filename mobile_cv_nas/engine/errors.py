@@ -2,6 +2,7 @@
 folder): tools/train_net.py prints their one-line message and exits with status 2."""
 
 from ..arch import ArchDefError, CheckpointError
+from ..config import ArchConfigError
 from ..data import DatasetError
 from ..detection import DetectionConfigError
 from ..model_zoo import CatalogError, UnknownModelError
@@ -21,6 +22,7 @@ class DetectionDataError(ValueError):
 
 
 USER_ERRORS = (
+    ArchConfigError,
     ArchDefError,
     CatalogError,
     CheckpointError,

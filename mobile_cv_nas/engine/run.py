@@ -7,7 +7,6 @@ run behind. A run's files are written by the main process only; evaluation runs 
 process (each holds a shard of the data).
 """
 
-import copy
 import dataclasses
 import difflib
 import logging
@@ -21,8 +20,8 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 
 from .. import model_zoo
-from ..arch import build_model, load_arch_def, load_checkpoint, parse_arch_def
-from ..config import add_mobile_cv_nas_config
+from ..arch import build_model, load_checkpoint
+from ..config import add_mobile_cv_nas_config, resolve_arch
 from ..config.defaults import COST_LOSSES, TASKS
 from ..data import build_eval_loader, eval_transform, train_transform
 from ..flops import count_flops
@@ -75,7 +74,7 @@ def parse_args(argv=None):
 
 def new_config():
     """detectron2's defaults plus the project's keys (the detection ones too, so a detection
-    config's MODEL.FBNET_V2.* and DATASETS.COCO_JSON merge)."""
+    config's MODEL.MOBILE_CV_NAS.* and DATASETS.COCO_JSON merge)."""
     return add_detection_config(add_mobile_cv_nas_config(get_cfg()))
 
 
@@ -228,7 +227,7 @@ def run_search(cfg, args):
     )
     torch.manual_seed(cfg.SEED)  # the same initial weights on every process
     sampler = GumbelSampler(tau=cfg.NAS.TAU.START, seed=cfg.SEED, rank=rank)
-    supernet = Supernet(space, sampler, norm=cfg.MODEL.FBNET.NORM)
+    supernet = Supernet(space, sampler, norm=cfg.MODEL.MOBILE_CV_NAS.NORM)
     metric, target, bounds = cost_target(cfg, supernet)
     c = cfg.NAS.COST
     cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
@@ -267,28 +266,6 @@ def _train(trainer):
 # ----------------------------------------------------------------------------- train / eval
 
 
-def _inline_arch(node):
-    return {
-        k: _inline_arch(v) if isinstance(v, CfgNode) else copy.deepcopy(v) for k, v in node.items()
-    }
-
-
-def resolve_arch(cfg):
-    """(ArchDef, zoo info or None) of MODEL.FBNET.ARCH (zoo name or YAML file) or the inline
-    MODEL.FBNET.ARCH_DEF."""
-    spec = cfg.MODEL.FBNET.ARCH
-    if spec:
-        if spec.endswith((".yaml", ".yml")) or os.sep in spec or os.path.exists(spec):
-            return load_arch_def(spec), None
-        return model_zoo.get_arch_def(spec), model_zoo.get_model_info(spec)
-    if len(cfg.MODEL.FBNET.ARCH_DEF):
-        return parse_arch_def(_inline_arch(cfg.MODEL.FBNET.ARCH_DEF), name="inline"), None
-    raise ConfigError(
-        "No architecture: set MODEL.FBNET.ARCH to a zoo name (see model_zoo.list_models()) or "
-        "an arch YAML (e.g. the arch.yaml a search wrote), or give MODEL.FBNET.ARCH_DEF inline."
-    )
-
-
 def _input(cfg, arch, info, datasets):
     """Input size, resize and normalisation: DATA.* when set, else the zoo entry's, else the
     arch's size and the dataset's statistics."""
@@ -312,7 +289,7 @@ def _build_classifier(cfg, arch, datasets):
         arch,
         num_classes=len(datasets.classes),
         in_channels=datasets.in_channels,
-        norm=cfg.MODEL.FBNET.NORM,
+        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
     )
 
 
@@ -325,7 +302,9 @@ def _load_weights(cfg, model, spec, info, datasets):
         load_checkpoint(model, weights)
         return
     if info is None:
-        raise ConfigError("MODEL.WEIGHTS zoo needs MODEL.FBNET.ARCH to be a zoo model name.")
+        raise ConfigError(
+            "MODEL.WEIGHTS zoo needs MODEL.MOBILE_CV_NAS.ARCH to be a zoo model name."
+        )
     published = model_zoo.get(spec, pretrained=True)
     try:
         model.load_state_dict(published.state_dict())
@@ -359,7 +338,7 @@ def run_train(cfg, args):
     inp = _input(cfg, arch, info, datasets)
     torch.manual_seed(cfg.SEED)
     model = _build_classifier(cfg, arch, datasets)
-    _load_weights(cfg, model, cfg.MODEL.FBNET.ARCH, info, datasets)
+    _load_weights(cfg, model, cfg.MODEL.MOBILE_CV_NAS.ARCH, info, datasets)
     batch = per_process_batch(cfg, world)
     transform = train_transform(
         inp["resolution"], inp["in_channels"], inp["mean"], inp["std"], cfg.DATA.AUGMENT
@@ -440,14 +419,14 @@ def run_eval(cfg, args):
     arch, info = resolve_arch(cfg)
     inp = _input(cfg, arch, info, datasets)
     model = _build_classifier(cfg, arch, datasets)
-    _load_weights(cfg, model, cfg.MODEL.FBNET.ARCH, info, datasets)
+    _load_weights(cfg, model, cfg.MODEL.MOBILE_CV_NAS.ARCH, info, datasets)
     setup_run(cfg, args)
     result = evaluate_classifier(
         model.to(cfg.MODEL.DEVICE), _eval_loader(cfg, datasets, inp), cfg.MODEL.DEVICE
     )
     metrics = {
         "task": "eval",
-        "arch": cfg.MODEL.FBNET.ARCH or arch.name,
+        "arch": cfg.MODEL.MOBILE_CV_NAS.ARCH or arch.name,
         "weights": cfg.MODEL.WEIGHTS,
         "val_top1": result["top1"],
         "val_top5": result["top5"],

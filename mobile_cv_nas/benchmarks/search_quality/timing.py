@@ -65,7 +65,7 @@ def build_search_trainer(cfg, datasets, max_iter):
     )
     torch.manual_seed(cfg.SEED)
     sampler = GumbelSampler(tau=cfg.NAS.TAU.START, seed=cfg.SEED, rank=0)
-    supernet = Supernet(space, sampler, norm=cfg.MODEL.FBNET.NORM)
+    supernet = Supernet(space, sampler, norm=cfg.MODEL.MOBILE_CV_NAS.NORM)
     metric, target, _ = cost_target(cfg, supernet)
     c = cfg.NAS.COST
     cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
@@ -85,7 +85,7 @@ def build_largest_trainer(cfg, datasets, space, max_iter):
         arch,
         num_classes=len(datasets.classes),
         in_channels=datasets.in_channels,
-        norm=cfg.MODEL.FBNET.NORM,
+        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
     )
     transform = train_transform(
         arch.input_size, datasets.in_channels, datasets.mean, datasets.std, cfg.DATA.AUGMENT

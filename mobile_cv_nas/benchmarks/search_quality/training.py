@@ -3,7 +3,8 @@ this process: the config is built as tools/train_net.py builds it (`setup_cfg`: 
 file, then KEY VALUE overrides, checked), then `main(cfg, args)` runs the task.
 
 Every run gets the same train config, overrides, seed and schedule; only the architecture
-(MODEL.FBNET.ARCH) and OUTPUT_DIR differ. The result is read back from the run's metrics.json.
+(MODEL.MOBILE_CV_NAS.ARCH) and OUTPUT_DIR differ. The result is read back from the run's
+metrics.json.
 
 detectron2's `default_setup` attaches stdout and log-file handlers to its loggers (and this
 project's) for each OUTPUT_DIR; `_run_logging` takes them off again after each run, so that
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 #: machine (fashion_mnist_train/_val switch to the full set where it is installed).
 SUBSET_DATA = ("DATA.TRAIN", "fashion_mnist_subset_train", "DATA.TEST", "fashion_mnist_subset_val")
 #: Keys the benchmark sets per run itself (SEED: --seed).
-RESERVED_KEYS = ("OUTPUT_DIR", "MODEL.FBNET.ARCH", "SEED", "TASK")
+RESERVED_KEYS = ("OUTPUT_DIR", "MODEL.MOBILE_CV_NAS.ARCH", "SEED", "TASK")
 
 
 def check_overrides(opts):
@@ -54,7 +55,7 @@ def train_cfg(train_config, arch_path, output_dir, seed, overrides=()):
         *overrides,
         "OUTPUT_DIR",
         output_dir,
-        "MODEL.FBNET.ARCH",
+        "MODEL.MOBILE_CV_NAS.ARCH",
         arch_path,
     ]
     args = engine_args(train_config, opts)
@@ -119,10 +120,10 @@ def read_metrics(output_dir):
 
 def train_arch(cfg, args):
     """Train one configured run; its metrics.json as a dict (val_top1 in percent)."""
-    logger.info("Training %s in %s ...", cfg.MODEL.FBNET.ARCH, cfg.OUTPUT_DIR)
+    logger.info("Training %s in %s ...", cfg.MODEL.MOBILE_CV_NAS.ARCH, cfg.OUTPUT_DIR)
     result = run_engine(cfg, args)
     if result is None:
         raise RuntimeError(f"The training run in {cfg.OUTPUT_DIR} did not complete.")
     metrics = read_metrics(cfg.OUTPUT_DIR)
-    logger.info("%s: val top-1 %.2f%%", cfg.MODEL.FBNET.ARCH, metrics["val_top1"])
+    logger.info("%s: val top-1 %.2f%%", cfg.MODEL.MOBILE_CV_NAS.ARCH, metrics["val_top1"])
     return metrics
