@@ -9,6 +9,7 @@ transfer itself is iopath's `download`.
 """
 
 import hashlib
+import json
 import os
 import posixpath
 import shutil
@@ -121,3 +122,38 @@ def load_yaml(path, what, error=ValueError):
         raise error(f"{what} file: {e}") from None
     except yaml.YAMLError as e:
         raise error(f"{what} file {path!r} is not valid YAML: {e}") from None
+
+
+def atomic_write(path, write, mode="wb"):
+    """Write `path` by calling `write(file)` on a temporary file that then replaces it.
+
+    The one atomic write of the project (checkpoints, published files, pictures, caches): a
+    reader sees the old file or the new one, never half of one, and the file gets the normal
+    mode under the umask (0644 by default), not mkstemp's private 0600."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path, data):
+    """`data` as indented JSON at `path`, written atomically (values JSON lacks as str)."""
+    atomic_write(
+        path, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=str), mode="w"
+    )
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -9,48 +9,16 @@ updated the same way after the file is complete, and a file that does not load o
 fit the model is a CheckpointError naming it and the way out.
 """
 
-import json
 import os
 import random
-import tempfile
 
 import torch
 from fvcore.common.checkpoint import Checkpointer
 
 from ..arch.checkpoint import CheckpointError
+from ..io import atomic_write, write_json  # noqa: F401  (re-exported for the engine)
 
 LAST = "last_checkpoint"
-
-
-def atomic_write(path, write, mode="wb"):
-    """Write `path` by calling `write(file)` on a temporary file that then replaces it."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def write_json(path, data):
-    """`data` as indented JSON at `path`, written atomically (values JSON lacks as str)."""
-    atomic_write(
-        path, lambda f: json.dump(data, f, indent=2, sort_keys=True, default=str), mode="w"
-    )
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def rng_state():
