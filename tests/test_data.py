@@ -6,6 +6,8 @@ import gzip
 import hashlib
 import logging
 import re
+import shutil
+import subprocess
 from itertools import islice
 
 import numpy as np
@@ -31,6 +33,7 @@ from mobile_cv_nas.data import (
     split_indices,
     train_transform,
 )
+from mobile_cv_nas.data import fashion_mnist_fetch as fetch
 from mobile_cv_nas.data.idx import encode_idx
 
 
@@ -122,10 +125,66 @@ def test_full_set_env_var_to_incomplete_folder_is_an_error(tmp_path, monkeypatch
 def test_falls_back_to_subset_without_full_set(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(fashion_mnist.ENV_VAR, raising=False)
     monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "absent"))
+    monkeypatch.setenv("MOBILE_CV_NAS_CACHE", str(tmp_path / "empty_cache"))
     with caplog.at_level(logging.INFO, logger="mobile_cv_nas.data"):
         val = build_classification_dataset("fashion_mnist_val")
     assert len(val) == 2000 and val.name == "fashion_mnist_val"
     assert "embedded subset" in caplog.text
+    assert "tools/fetch_fashion_mnist.py" in caplog.text
+
+
+def _deb_of(folder, tmp_path):
+    """A .deb laid out like dataset-fashion-mnist's, holding `folder`'s idx files."""
+    root = tmp_path / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        "Package: dataset-fashion-mnist\nVersion: 0.0-test\nArchitecture: all\n"
+        "Maintainer: tests <tests@example.org>\nDescription: test package\n"
+    )
+    data = root / fetch.PACKAGE_DIR
+    data.mkdir(parents=True)
+    for f in folder.glob("*.gz"):
+        shutil.copy(f, data / f.name)
+    deb = tmp_path / "dataset-fashion-mnist_0.0-test_all.deb"
+    subprocess.run(["dpkg-deb", "--build", str(root), str(deb)], check=True, capture_output=True)
+    return deb
+
+
+def test_fetched_full_set_is_verified_installed_and_used(tmp_path, monkeypatch):
+    files = tmp_path / "files"
+    files.mkdir()
+    arrays = _write_fake_full_set(files)
+    expected = {f.name: fetch.content_sha256(f) for f in files.glob("*.gz")}
+    deb = _deb_of(files, tmp_path)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MOBILE_CV_NAS_CACHE", str(cache))
+    monkeypatch.delenv(fashion_mnist.ENV_VAR, raising=False)
+    monkeypatch.setattr(fashion_mnist, "DEBIAN_DIR", str(tmp_path / "absent"))
+
+    # a content that differs from the expected checksums is refused, nothing installed
+    wrong = dict(expected, **{"t10k-labels-idx1-ubyte.gz": "0" * 64})
+    with pytest.raises(DatasetError, match="t10k-labels-idx1-ubyte.gz.*not installed"):
+        fetch.install_from_deb(deb, fetch.user_cache_dir(), expected=wrong)
+    assert fashion_mnist.full_set_dir() is None
+
+    target = fetch.install_from_deb(deb, fetch.user_cache_dir(), expected=expected)
+    assert target == cache / "fashion-mnist"
+    assert sorted(p.name for p in target.iterdir()) == sorted(expected)  # no scratch left
+    assert all((p.stat().st_mode & 0o777) == 0o644 for p in target.iterdir())
+    assert fashion_mnist.full_set_dir() == target
+    train = build_classification_dataset("fashion_mnist_train")
+    assert len(train) == 30 and np.array_equal(np.asarray(train[7][0]), arrays["train"][7])
+
+
+def test_published_checksums_are_not_the_subset():
+    """The pinned checksums are the full set's: the embedded subset must not pass as it."""
+    with pytest.raises(DatasetError, match="sha256"):
+        fetch.verify(
+            fashion_mnist.SUBSET_DIR,
+            expected={
+                "t10k-labels-idx1-ubyte.gz": (fetch.CONTENT_SHA256["t10k-labels-idx1-ubyte.gz"])
+            },
+        )
 
 
 def test_corrupt_idx_file_is_a_dataset_error(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from .errors import DatasetError
+from .fashion_mnist_fetch import user_cache_dir
 from .idx import IdxFormatError, find_idx, read_idx
 
 logger = logging.getLogger("mobile_cv_nas.data")
@@ -91,7 +92,8 @@ def split_files(folder, split):
 
 
 def full_set_dir():
-    """The folder of the full set, or None when it is not installed.
+    """The folder of the full set, or None when it is not installed: the Debian package's,
+    else the user cache's (tools/fetch_fashion_mnist.py puts it there without root).
 
     `$MOBILE_CV_NAS_FASHION_MNIST` wins when set, and must then hold all four files: pointing
     at a folder is a request, so a wrong one is an error rather than a silent fallback.
@@ -106,8 +108,9 @@ def full_set_dir():
                 f"also read); fix the path or unset the variable to use the default."
             )
         return Path(folder)
-    if all(split_files(DEBIAN_DIR, split) for split in STEMS):
-        return Path(DEBIAN_DIR)
+    for folder in (Path(DEBIAN_DIR), user_cache_dir()):
+        if all(split_files(folder, split) for split in STEMS):
+            return folder
     return None
 
 
@@ -129,10 +132,12 @@ def load_fashion_mnist(split, name=None):
     folder = full_set_dir()
     if folder is None:
         logger.info(
-            "%s: the full Fashion-MNIST is not installed (%s, or $%s); using the embedded "
-            "subset (10,000 train / 2,000 val images)",
+            "%s: the full Fashion-MNIST is not installed (%s, %s or $%s; "
+            "python tools/fetch_fashion_mnist.py fetches it without root); using the "
+            "embedded subset (10,000 train / 2,000 val images)",
             name,
             DEBIAN_DIR,
+            user_cache_dir(),
             ENV_VAR,
         )
         return load_subset(split, name=name)
