@@ -1,4 +1,4 @@
-"""The search benchmark (mobile_cv_nas.benchmarks.search_cost): exact saved-tensor bytes,
+"""The search benchmark (tools/benchmarks/search_cost): exact saved-tensor bytes,
 k options per searched conv, conventional DNAS == masking with shared weights (Eq. 1 == Eq. 3),
 masked memory flat in k, progress through logging, and the CLI's JSON. No timing assertions."""
 
@@ -11,21 +11,21 @@ import sys
 import torch
 import torch.nn as nn
 
-from mobile_cv_nas.benchmarks.search_cost import cli
-from mobile_cv_nas.benchmarks.search_cost import supernet_access as access
-from mobile_cv_nas.benchmarks.search_cost.cli import resolve_args
-from mobile_cv_nas.benchmarks.search_cost.conventional import ConventionalChannel, to_conventional
-from mobile_cv_nas.benchmarks.search_cost.measure import saved_bytes_of_step
-from mobile_cv_nas.benchmarks.search_cost.network import (
+from benchmarks.search_cost import cli
+from benchmarks.search_cost import supernet_access as access
+from benchmarks.search_cost.cli import resolve_args
+from benchmarks.search_cost.conventional import ConventionalChannel, to_conventional
+from benchmarks.search_cost.measure import saved_bytes_of_step
+from benchmarks.search_cost.network import (
     QUICK_LAYOUT,
     benchmark_space,
     build_supernet,
     option_range,
     plain_model,
 )
-from mobile_cv_nas.benchmarks.search_cost.report import PAPER_NOTE
-from mobile_cv_nas.benchmarks.search_cost.run import run_benchmark
-from mobile_cv_nas.benchmarks.search_cost.saved_tensors import SavedTensorMeter
+from benchmarks.search_cost.report import PAPER_NOTE
+from benchmarks.search_cost.run import run_benchmark
+from benchmarks.search_cost.saved_tensors import SavedTensorMeter
 
 F32 = 4  # bytes per float32
 
@@ -174,7 +174,7 @@ def test_progress_goes_through_logging_not_print(caplog, capsys):
     """run_benchmark prints nothing; it logs progress (INFO, DEBUG with quiet)."""
     argv = "--quick --ks 1,2 --variants plain,masked --repeats 1 --batch 2 --size 16 --no-plot"
     args = resolve_args(cli.build_parser().parse_args(argv.split() + ["--resolutions", ""]))
-    with caplog.at_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_cost"):
+    with caplog.at_level(logging.INFO, logger="benchmarks.search_cost"):
         results = run_benchmark(args)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
@@ -184,7 +184,7 @@ def test_progress_goes_through_logging_not_print(caplog, capsys):
     assert PAPER_NOTE in results["notes"]
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_cost"):
+    with caplog.at_level(logging.INFO, logger="benchmarks.search_cost"):
         run_benchmark(dict(args, quiet=True, ks=[1]))
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 

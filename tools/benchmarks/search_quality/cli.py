@@ -1,5 +1,4 @@
-"""The command line (`tools/benchmark_search_quality.py`,
-`python -m mobile_cv_nas.benchmarks.search_quality`).
+"""The command line of tools/benchmark_search_quality.py.
 
 `main(argv)` parses and resolves the options, runs the benchmark, prints the report (the
 program's output, on stdout; the engine's runs log to stdout too, as tools/train_net.py does)
@@ -16,7 +15,8 @@ import time
 
 import torch
 
-from ...engine.errors import USER_ERRORS
+from mobile_cv_nas.engine.errors import USER_ERRORS
+
 from .plot import write_plot
 from .report import format_report
 from .run import SearchDirError, run_benchmark
@@ -28,12 +28,12 @@ DEFAULT_TRAIN_CONFIG = os.path.join("configs", "train", "fashion_mnist_cpu.yaml"
 DEFAULT_OUTPUT = os.path.join("output", "search_quality")
 ERRORS = (*USER_ERRORS, SamplingError, SearchDirError)
 
-#: The logger of the benchmark's modules (`mobile_cv_nas.benchmarks.search_quality.*`).
+#: The logger of the benchmark's modules (`benchmarks.search_quality.*`).
 PACKAGE_LOGGER = __name__.rpartition(".")[0]
 
 
 def _repo_file(path):
-    """`path` as given when it exists, else relative to the checkout holding this package
+    """`path` as given when it exists, else relative to the checkout holding tools/benchmarks
     (so the default configs resolve from any working folder)."""
     if os.path.exists(path) or os.path.isabs(path):
         return path

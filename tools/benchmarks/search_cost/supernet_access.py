@@ -22,8 +22,8 @@ What this module relies on:
 
 import torch
 
-from ...search.masked_channel import MaskedChannel
-from ...search.supernet import Supernet
+from mobile_cv_nas.search.masked_channel import MaskedChannel
+from mobile_cv_nas.search.supernet import Supernet
 
 # ------------------------------------------------------------------------- masked layers
 

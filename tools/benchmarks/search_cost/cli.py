@@ -1,4 +1,4 @@
-"""The command line (`tools/benchmark_search.py`, `python -m mobile_cv_nas.benchmarks.search_cost`).
+"""The command line of tools/benchmark_search.py.
 
 `main(argv)` parses and resolves the options, runs the benchmark, prints the report (the
 program's output, on stdout) and writes the JSON and the plot. Progress goes through `logging`;
@@ -23,7 +23,7 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32)
 DEFAULT_RESOLUTION_SETS = ((64,), (64, 56), (64, 56, 48), (64, 56, 48, 40))
 DEFAULT_OUTPUT_DIR = os.path.join("output", "benchmark_search")
 
-#: The logger of the benchmark's modules (`mobile_cv_nas.benchmarks.search_cost.*`).
+#: The logger of the benchmark's modules (`benchmarks.search_cost.*`).
 PACKAGE_LOGGER = __name__.rpartition(".")[0]
 
 

@@ -9,10 +9,11 @@ One inverted-residual network, same depth and strides for every variant:
     (`ConventionalChannel`, Eq. 1).
 """
 
-from ...arch import build_model
-from ...search.derive import derive_arch
-from ...search.gumbel import GumbelSampler
-from ...search.supernet import Supernet
+from mobile_cv_nas.arch import build_model
+from mobile_cv_nas.search.derive import derive_arch
+from mobile_cv_nas.search.gumbel import GumbelSampler
+from mobile_cv_nas.search.supernet import Supernet
+
 from . import supernet_access as access
 from .conventional import to_conventional
 

@@ -20,10 +20,10 @@ import random
 import torch
 import yaml
 
-from ...arch import build_model, parse_arch_def
-from ...flops import count_flops
-from ...search import Supernet, derive_arch
-from ...search.space import as_search_space
+from mobile_cv_nas.arch import build_model, parse_arch_def
+from mobile_cv_nas.flops import count_flops
+from mobile_cv_nas.search import Supernet, derive_arch
+from mobile_cv_nas.search.space import as_search_space
 
 logger = logging.getLogger(__name__)
 

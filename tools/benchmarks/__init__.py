@@ -1,0 +1,8 @@
+"""The benchmarks behind tools/benchmark_search.py (`search_cost`),
+tools/benchmark_search_quality.py (`search_quality`) and tools/benchmark_detection.py
+(`detection`). Speed and memory targets live here, printed as ratios measured in one run, never
+in timed unit tests.
+
+Not part of the installed package: they use mobile_cv_nas through its public API only. The
+scripts in tools/ import them as the top-level package `benchmarks` (a script's folder is the
+first entry of sys.path); the tests get tools/ on sys.path from pytest.ini (`pythonpath`)."""
