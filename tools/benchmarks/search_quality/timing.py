@@ -26,10 +26,10 @@ import tempfile
 import time
 
 import torch
+from detectron2.utils.events import EventStorage
 
 from mobile_cv_nas.arch import build_model, parse_arch_def
 from mobile_cv_nas.data import train_transform
-from mobile_cv_nas.engine import EventStorage
 from mobile_cv_nas.engine.classification_trainer import ClassificationTrainer
 from mobile_cv_nas.engine.data import SearchData, build_datasets, per_process_batch
 from mobile_cv_nas.engine.run import cost_target
