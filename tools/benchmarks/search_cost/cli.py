@@ -7,13 +7,12 @@ when nothing configured logging, `main` sets up a plain stderr handler for it.
 
 import argparse
 import json
-import logging
 import os
-import sys
 import time
 
 import torch
 
+from .. import setup_logging
 from .network import DEFAULT_LAYOUT, NUM_CLASSES, QUICK_LAYOUT, VARIANTS
 from .plot import write_plot
 from .report import format_report
@@ -175,18 +174,10 @@ def resolve_args(ns):
     return args
 
 
-def setup_logging():
-    """A plain stderr handler for the benchmark's progress, unless logging is configured."""
-    if logging.getLogger().handlers:
-        return  # the caller configured logging: leave it to them
-    logging.basicConfig(stream=sys.stderr, format="%(message)s")  # WARNING for other libraries
-    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
-
-
 def main(argv=None):
     t0 = time.perf_counter()
     args = resolve_args(build_parser().parse_args(argv))
-    setup_logging()
+    setup_logging(PACKAGE_LOGGER)
     torch.set_num_threads(args["threads"])
     results = run_benchmark(args)
     results["total_wall_s"] = time.perf_counter() - t0

@@ -8,7 +8,6 @@ the window, an OUTPUT_DIR holding a run) print one line and exit with status 2.
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
@@ -17,6 +16,7 @@ import torch
 
 from mobile_cv_nas.engine.errors import USER_ERRORS
 
+from .. import setup_logging
 from .plot import write_plot
 from .report import format_report
 from .run import SearchDirError, run_benchmark
@@ -113,18 +113,10 @@ def resolve_args(ns):
     return args
 
 
-def setup_logging():
-    """A plain stderr handler for the benchmark's progress, unless logging is configured."""
-    if logging.getLogger().handlers:
-        return
-    logging.basicConfig(stream=sys.stderr, format="%(message)s")
-    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
-
-
 def main(argv=None):
     t0 = time.perf_counter()
     args = resolve_args(build_parser().parse_args(argv))
-    setup_logging()
+    setup_logging(PACKAGE_LOGGER)
     try:
         check_overrides(args["overrides"])
         results = run_benchmark(args)
