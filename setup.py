@@ -101,7 +101,7 @@ setup(
         "iopath>=0.1.7,<0.1.10",
         "pyyaml",
         "numpy",
-        "matplotlib",  # plots of the benchmarks (detectron2 needs it too)
+        "matplotlib",  # mobile_cv_nas.visualization; tools/benchmarks plots (detectron2 needs it)
     ],
     extras_require={
         # ruff: `bash tools/dev.sh lint`; a minor version pinned, since the formatter's style and

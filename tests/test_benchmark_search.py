@@ -1,4 +1,4 @@
-"""The search benchmark (mobile_cv_nas.benchmarks.search_cost): exact saved-tensor bytes,
+"""The search benchmark (tools/benchmarks/search_cost): exact saved-tensor bytes,
 k options per searched conv, conventional DNAS == masking with shared weights (Eq. 1 == Eq. 3),
 masked memory flat in k, progress through logging, and the CLI's JSON. No timing assertions."""
 
@@ -11,21 +11,27 @@ import sys
 import torch
 import torch.nn as nn
 
-from mobile_cv_nas.benchmarks.search_cost import cli
-from mobile_cv_nas.benchmarks.search_cost import supernet_access as access
-from mobile_cv_nas.benchmarks.search_cost.cli import resolve_args
-from mobile_cv_nas.benchmarks.search_cost.conventional import ConventionalChannel, to_conventional
-from mobile_cv_nas.benchmarks.search_cost.measure import saved_bytes_of_step
-from mobile_cv_nas.benchmarks.search_cost.network import (
+from benchmarks.search_cost import cli
+from benchmarks.search_cost.cli import resolve_args
+from benchmarks.search_cost.conventional import (
+    ConventionalChannel,
+    masked_layers,
+    option_widths,
+    to_conventional,
+)
+from benchmarks.search_cost.measure import saved_bytes_of_step
+from benchmarks.search_cost.network import (
     QUICK_LAYOUT,
     benchmark_space,
+    block_output_options,
     build_supernet,
     option_range,
     plain_model,
 )
-from mobile_cv_nas.benchmarks.search_cost.report import PAPER_NOTE
-from mobile_cv_nas.benchmarks.search_cost.run import run_benchmark
-from mobile_cv_nas.benchmarks.search_cost.saved_tensors import SavedTensorMeter
+from benchmarks.search_cost.report import PAPER_NOTE
+from benchmarks.search_cost.run import run_benchmark
+from benchmarks.search_cost.saved_tensors import SavedTensorMeter
+from mobile_cv_nas.search import MaskedChannel
 
 F32 = 4  # bytes per float32
 
@@ -66,11 +72,11 @@ def test_option_range_and_space_have_k_options_with_a_fixed_max():
     assert option_range(64, 4) == [16, 32, 48, 64]
     for k in (1, 2, 8):
         net = build_supernet(k, (32,), QUICK_LAYOUT, num_classes=10)  # checks k options itself
-        outputs = access.block_output_options(net)
+        outputs = block_output_options(net)
         assert [max(opts) for _, opts in outputs] == _layout_block_widths(QUICK_LAYOUT)
         assert all(len(opts) == k for _, opts in outputs)
-        layers = access.masked_layers(net)
-        assert all(len(access.masked_widths(m)) == k for _, _, m in layers)
+        layers = masked_layers(net)
+        assert all(len(option_widths(m)) == k for _, _, m in layers)
         assert bool(layers) == (k > 1)
     space = benchmark_space(8, (32,), QUICK_LAYOUT, num_classes=10)
     assert space["width_divisor"] == 1
@@ -83,10 +89,18 @@ def test_option_range_and_space_have_k_options_with_a_fixed_max():
 def test_plain_model_is_the_max_width_supernet():
     net = build_supernet(1, (32,), QUICK_LAYOUT, num_classes=10)
     plain = plain_model(QUICK_LAYOUT, num_classes=10, resolution=32)
-    assert not any(access.is_masked_layer(m) for m in plain.modules())
-    supernet_shapes = sorted(tuple(p.shape) for p in access.weight_parameters(net))
+    assert not any(isinstance(m, MaskedChannel) for m in plain.modules())
+    supernet_shapes = sorted(tuple(p.shape) for p in net.weight_parameters())
     plain_shapes = sorted(tuple(p.shape) for p in plain.parameters())
     assert supernet_shapes == plain_shapes
+
+
+def _alpha_grads(supernet):
+    """{decision name: a copy of its logits' gradient (None if none)} of searched decisions."""
+    return {
+        name: None if d.alpha.grad is None else d.alpha.grad.detach().clone()
+        for name, d in supernet.decisions.items()
+    }
 
 
 def test_conventional_dnas_equals_masking_with_shared_weights():
@@ -97,21 +111,21 @@ def test_conventional_dnas_equals_masking_with_shared_weights():
     x = torch.randn(4, 3, 32, 32)
     masked_out = net(x)  # samples soft Gumbel gates
     masked_out.square().sum().backward(retain_graph=True)
-    masked_alpha_grads = access.alpha_grads(net)
+    masked_alpha_grads = _alpha_grads(net)
     assert masked_alpha_grads and all(g is not None for g in masked_alpha_grads.values())
-    n_masked = len(access.masked_layers(net))
+    n_masked = len(masked_layers(net))
     assert n_masked > 0
 
     net.zero_grad(set_to_none=True)
-    access.keep_current_gates(net)  # keep the same gates
+    net.auto_sample = False  # keep the same gates
     to_conventional(net)  # per-option convs start as slices of the shared weights
     convs = [m for m in net.modules() if isinstance(m, ConventionalChannel)]
-    assert len(convs) == n_masked and not access.masked_layers(net)
+    assert len(convs) == n_masked and not masked_layers(net)
     assert all(len(c.convs) == k for c in convs)
     dnas_out = net(x)
     torch.testing.assert_close(dnas_out, masked_out, rtol=1e-5, atol=1e-5)
     dnas_out.square().sum().backward()
-    dnas_alpha_grads = access.alpha_grads(net)
+    dnas_alpha_grads = _alpha_grads(net)
     assert dnas_alpha_grads.keys() == masked_alpha_grads.keys()
     for name, grad in masked_alpha_grads.items():
         torch.testing.assert_close(dnas_alpha_grads[name], grad, rtol=1e-4, atol=1e-5)
@@ -174,7 +188,7 @@ def test_progress_goes_through_logging_not_print(caplog, capsys):
     """run_benchmark prints nothing; it logs progress (INFO, DEBUG with quiet)."""
     argv = "--quick --ks 1,2 --variants plain,masked --repeats 1 --batch 2 --size 16 --no-plot"
     args = resolve_args(cli.build_parser().parse_args(argv.split() + ["--resolutions", ""]))
-    with caplog.at_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_cost"):
+    with caplog.at_level(logging.INFO, logger="benchmarks.search_cost"):
         results = run_benchmark(args)
     out, err = capsys.readouterr()
     assert out == "" and err == ""
@@ -184,7 +198,7 @@ def test_progress_goes_through_logging_not_print(caplog, capsys):
     assert PAPER_NOTE in results["notes"]
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_cost"):
+    with caplog.at_level(logging.INFO, logger="benchmarks.search_cost"):
         run_benchmark(dict(args, quiet=True, ks=[1]))
     assert not [r for r in caplog.records if r.levelno >= logging.INFO]
 

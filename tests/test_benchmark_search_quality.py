@@ -1,4 +1,4 @@
-"""The search-quality benchmark (mobile_cv_nas.benchmarks.search_quality): seeded random
+"""The search-quality benchmark (tools/benchmarks/search_quality): seeded random
 architectures of the fashion_mnist space, distinct and within the FLOP window; the report's
 mean/std and interpretation on fake results; the CLI end to end on a tiny setting (a fake
 search folder, 3 random archs, 2 training iterations each). No timing assertions."""
@@ -9,22 +9,22 @@ import os
 
 import pytest
 
-from mobile_cv_nas.arch import build_model, parse_arch_def
-from mobile_cv_nas.benchmarks.search_quality import cli
-from mobile_cv_nas.benchmarks.search_quality.report import (
+from benchmarks.search_quality import cli
+from benchmarks.search_quality.report import (
     format_report,
     interpretation,
     mean_std,
     summarize,
 )
-from mobile_cv_nas.benchmarks.search_quality.sampling import (
+from benchmarks.search_quality.sampling import (
     SamplingError,
     arch_key,
     cost_of,
     sample_random_archs,
     space_for_arch,
 )
-from mobile_cv_nas.benchmarks.search_quality.training import SUBSET_DATA, check_overrides
+from benchmarks.search_quality.training import SUBSET_DATA, check_overrides
+from mobile_cv_nas.arch import build_model, parse_arch_def
 from mobile_cv_nas.engine import new_config
 from mobile_cv_nas.engine.errors import ConfigError
 from mobile_cv_nas.flops import count_flops
@@ -144,7 +144,7 @@ TINY = ["SOLVER.EPOCHS", "1", "SOLVER.EPOCH_ITERS", "2", "SOLVER.IMS_PER_BATCH",
 
 
 def test_cli_tiny_end_to_end(tmp_path, repo_root, capsys, caplog):
-    caplog.set_level(logging.INFO, logger="mobile_cv_nas.benchmarks.search_quality")
+    caplog.set_level(logging.INFO, logger="benchmarks.search_quality")
     search_dir, out = str(tmp_path / "search"), str(tmp_path / "out")
     arch = _fake_search_dir(search_dir, repo_root)
     target = cost_of(arch).flops

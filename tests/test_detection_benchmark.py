@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mobile_cv_nas.detection import benchmark
+from benchmarks import detection as benchmark
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "detection"
 

@@ -7,7 +7,7 @@ zoo), at a 320-pixel image: the bottom-up body, body + FPN, and the whole detect
     python tools/benchmark_detection.py --size 320 --repeats 20 --threads 4 --json out.json
 
 Prints a Markdown table with each number's ratio to R-50 FPN. What is measured and how: the
-docstring of mobile_cv_nas/detection/benchmark.py.
+docstring of tools/benchmarks/detection.py.
 """
 
 import argparse
@@ -31,7 +31,7 @@ except ImportError:  # run from a checkout without installing the package
 
 import torch  # noqa: E402
 
-from mobile_cv_nas.detection import benchmark  # noqa: E402
+from benchmarks import detection as benchmark  # noqa: E402  (tools/benchmarks, beside this file)
 
 
 def parse_args(argv=None):

@@ -8,8 +8,8 @@ conventional DNAS, and resolution search against the plain network at the max re
 
 Prints a table, PASS/FAIL rows for the targets, and writes JSON and a plot (default
 output/benchmark_search/); progress goes to stderr (logging). Exit status 0 unless --strict and
-a target FAILs. The logic lives in the package `mobile_cv_nas.benchmarks.search_cost`; see its
-docstring for what is measured and how, and which module holds what.
+a target FAILs. The logic lives in tools/benchmarks/search_cost/; see its docstring for what is
+measured and how, and which module holds what.
 """
 
 import os
@@ -22,10 +22,11 @@ warnings.filterwarnings(
 )
 
 try:
-    from mobile_cv_nas.benchmarks.search_cost.cli import main
+    import mobile_cv_nas  # noqa: F401
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from mobile_cv_nas.benchmarks.search_cost.cli import main
+
+from benchmarks.search_cost.cli import main  # noqa: E402  (tools/benchmarks, beside this file)
 
 if __name__ == "__main__":
     sys.exit(main())

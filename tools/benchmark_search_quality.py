@@ -12,7 +12,7 @@ and time a search iteration against a training iteration of the space's largest 
 Prints a table, the random mean +- std, searched minus random mean and the iteration-time
 ratio; writes OUTPUT/report.json and OUTPUT/accuracy_vs_mflops.png (default
 output/search_quality). Trailing KEY VALUE pairs override the train config in every run. The
-logic lives in the package `mobile_cv_nas.benchmarks.search_quality`; see its docstring.
+logic lives in tools/benchmarks/search_quality/; see its docstring.
 """
 
 import os
@@ -27,10 +27,11 @@ warnings.filterwarnings(
 )
 
 try:
-    from mobile_cv_nas.benchmarks.search_quality.cli import main
+    import mobile_cv_nas  # noqa: F401
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from mobile_cv_nas.benchmarks.search_quality.cli import main
+
+from benchmarks.search_quality.cli import main  # noqa: E402  (tools/benchmarks, beside this file)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -2,8 +2,6 @@
 training and evaluation, resumable checkpoints and the launcher (this package and
 mobile_cv_nas.detection are the only ones that import detectron2)."""
 
-from detectron2.utils.events import EventStorage
-
 from .errors import ConfigError, OutputDirError
 from .launch import launch
 from .run import (
@@ -16,7 +14,6 @@ from .run import (
 
 __all__ = [
     "ConfigError",
-    "EventStorage",
     "OutputDirError",
     "check_output_dir",
     "launch",

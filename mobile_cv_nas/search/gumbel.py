@@ -26,6 +26,7 @@ the rank of the initialised default process group (0 when not distributed).
 
 import hashlib
 import math
+import operator
 
 import torch
 import torch.nn as nn
@@ -202,6 +203,21 @@ class Decision(nn.Module):
 
     def argmax(self):
         return self.options[int(self.alpha.detach().argmax())]
+
+    def set_argmax(self, index):
+        """Make option `index` the argmax: the logits become one-hot at `index` (in place, no
+        gradient). So a chosen architecture can be derived (`derive_arch`) or evaluated (mode
+        "argmax") without a search, e.g. the max-width network the search-cost benchmark
+        compares against, without code outside the package writing to `alpha` itself."""
+        index = operator.index(index)
+        if not 0 <= index < len(self.options):
+            raise IndexError(
+                f"Decision {self.name!r} has {len(self.options)} options, no index {index}."
+            )
+        with torch.no_grad():
+            self.alpha.zero_()
+            self.alpha[index] = 1.0
+        return self
 
     def extra_repr(self):
         return f"name={self.name!r}, options={list(self.options)}"

@@ -69,5 +69,13 @@ class MaskedChannel(nn.Module):
         act = self._modules.get("relu")
         return y if act is None else act(y)
 
+    def parts(self):
+        """(conv, norm or None, activation or None): the plain layer's modules, as taken over.
+
+        For code that rebuilds the layer in another form (the search-cost benchmark's
+        conventional DNAS, one conv per width) without reading the child names `bn`/`relu`,
+        which only some layers have."""
+        return self.conv, self._modules.get("bn"), self._modules.get("relu")
+
     def extra_repr(self):
         return f"widths={list(self.channels.widths())}, groups={self.groups}"

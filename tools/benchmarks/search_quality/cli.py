@@ -1,5 +1,4 @@
-"""The command line (`tools/benchmark_search_quality.py`,
-`python -m mobile_cv_nas.benchmarks.search_quality`).
+"""The command line of tools/benchmark_search_quality.py.
 
 `main(argv)` parses and resolves the options, runs the benchmark, prints the report (the
 program's output, on stdout; the engine's runs log to stdout too, as tools/train_net.py does)
@@ -9,14 +8,15 @@ the window, an OUTPUT_DIR holding a run) print one line and exit with status 2.
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
 
 import torch
 
-from ...engine.errors import USER_ERRORS
+from mobile_cv_nas.engine.errors import USER_ERRORS
+
+from .. import setup_logging
 from .plot import write_plot
 from .report import format_report
 from .run import SearchDirError, run_benchmark
@@ -28,12 +28,12 @@ DEFAULT_TRAIN_CONFIG = os.path.join("configs", "train", "fashion_mnist_cpu.yaml"
 DEFAULT_OUTPUT = os.path.join("output", "search_quality")
 ERRORS = (*USER_ERRORS, SamplingError, SearchDirError)
 
-#: The logger of the benchmark's modules (`mobile_cv_nas.benchmarks.search_quality.*`).
+#: The logger of the benchmark's modules (`benchmarks.search_quality.*`).
 PACKAGE_LOGGER = __name__.rpartition(".")[0]
 
 
 def _repo_file(path):
-    """`path` as given when it exists, else relative to the checkout holding this package
+    """`path` as given when it exists, else relative to the checkout holding tools/benchmarks
     (so the default configs resolve from any working folder)."""
     if os.path.exists(path) or os.path.isabs(path):
         return path
@@ -113,18 +113,10 @@ def resolve_args(ns):
     return args
 
 
-def setup_logging():
-    """A plain stderr handler for the benchmark's progress, unless logging is configured."""
-    if logging.getLogger().handlers:
-        return
-    logging.basicConfig(stream=sys.stderr, format="%(message)s")
-    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
-
-
 def main(argv=None):
     t0 = time.perf_counter()
     args = resolve_args(build_parser().parse_args(argv))
-    setup_logging()
+    setup_logging(PACKAGE_LOGGER)
     try:
         check_overrides(args["overrides"])
         results = run_benchmark(args)

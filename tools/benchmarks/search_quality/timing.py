@@ -26,18 +26,18 @@ import tempfile
 import time
 
 import torch
+from detectron2.utils.events import EventStorage
 
-from ...arch import build_model, parse_arch_def
-from ...data import train_transform
-from ...engine import EventStorage
-from ...engine.classification_trainer import ClassificationTrainer
-from ...engine.data import SearchData, build_datasets, per_process_batch
-from ...engine.run import cost_target
-from ...engine.search_trainer import SearchTrainer
-from ...flops import count_flops
-from ...search import GumbelSampler, Supernet
-from ...search.cost_loss import CostLoss
-from ...search.space import as_search_space
+from mobile_cv_nas.arch import build_model, parse_arch_def
+from mobile_cv_nas.data import train_transform
+from mobile_cv_nas.engine.classification_trainer import ClassificationTrainer
+from mobile_cv_nas.engine.data import SearchData, build_datasets, per_process_batch
+from mobile_cv_nas.engine.run import cost_target
+from mobile_cv_nas.engine.search_trainer import SearchTrainer
+from mobile_cv_nas.flops import count_flops
+from mobile_cv_nas.search import GumbelSampler, Supernet
+from mobile_cv_nas.search.cost_loss import CostLoss
+from mobile_cv_nas.search.space import as_search_space
 
 logger = logging.getLogger(__name__)
 

@@ -18,10 +18,13 @@ supernet's paired with the plain network's in the same process unless `--no-pair
 search is measured too: the supernet with only the resolution decision against the plain
 network at the max resolution.
 
+It uses mobile_cv_nas through its public API only: `Supernet` (its `decisions`, `blocks()`,
+`auto_sample`, `weight_parameters()`), `GumbelSampler`, `Decision.set_argmax`, `derive_arch`,
+`build_model`, and `MaskedChannel` (`parts()` and its width source `channels`).
+
 Modules:
   * `network`          the benchmark space and layouts, the masked / plain / dnas variants
   * `conventional`     `ConventionalChannel` and `to_conventional` (conventional DNAS, Eq. 1)
-  * `supernet_access`  every access to supernet internals (the one place to adapt)
   * `saved_tensors`    `SavedTensorMeter`: exact saved-for-backward bytes
   * `measure`          one configuration: training step, saved bytes, peak memory, step time
   * `workers`          running a configuration in an isolated worker process

@@ -27,7 +27,7 @@ def flop_ratio(layout, num_classes, resolutions):
     """(sum_i FLOPs(r_i) / FLOPs(r_max), {r: FLOPs}) of the plain model."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit deprecation chatter of fvcore's tracing
-        from ...flops import count_flops
+        from mobile_cv_nas.flops import count_flops
 
         model = plain_model(layout, num_classes, max(resolutions))
         flops = {r: count_flops(model, r).flops for r in resolutions}

@@ -15,8 +15,9 @@ import logging
 import os
 import time
 
-from ...arch import load_arch_def
-from ...engine import new_config
+from mobile_cv_nas.arch import load_arch_def
+from mobile_cv_nas.engine import new_config
+
 from .report import interpretation, summarize
 from .sampling import cost_of, sample_random_archs, space_for_arch
 from .timing import cfg_with, time_iterations

@@ -29,6 +29,9 @@ from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 
+import mobile_cv_nas.detection  # noqa: F401  (registers the FBNetV2 backbones and heads)
+from mobile_cv_nas.engine import new_config  # the project's keys, as tools/train_net.py reads them
+
 logger = logging.getLogger(__name__)
 
 #: name -> (config under configs/detection, or detectron2 model-zoo yaml for R-50)
@@ -60,8 +63,6 @@ def detector_config(source, config_dir):
         cfg = get_cfg()
         cfg.merge_from_file(d2_model_zoo.get_config_file(source[len("d2://") :]))
     else:
-        from ..engine import new_config  # the project's keys, as tools/train_net.py reads it
-
         cfg = new_config()
         cfg.merge_from_file(str(config_dir / source))
     cfg.MODEL.DEVICE = "cpu"

@@ -16,8 +16,8 @@ import json
 import logging
 import os
 
-from ...engine import check_output_dir, main, parse_args, setup_cfg
-from ...engine.errors import ConfigError
+from mobile_cv_nas.engine import check_output_dir, main, parse_args, setup_cfg
+from mobile_cv_nas.engine.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

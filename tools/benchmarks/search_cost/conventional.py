@@ -9,7 +9,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import supernet_access as access
+from mobile_cv_nas.search import MaskedChannel
+
+
+def masked_layers(model):
+    """[(parent module, child name, masked layer)] for every `MaskedChannel` of `model`."""
+    return [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, MaskedChannel)
+    ]
+
+
+def option_widths(masked):
+    """The channel count of each option of a masked layer (its width source's), as ints."""
+    return tuple(int(w) for w in masked.channels.widths())
 
 
 class ConventionalChannel(nn.Module):
@@ -23,10 +38,11 @@ class ConventionalChannel(nn.Module):
 
     def __init__(self, masked):
         super().__init__()
-        conv, bn, act = access.masked_parts(masked)
-        self.__dict__["_gates"] = access.masked_gates(masked)  # the supernet's, not registered
-        self.label = access.masked_label(masked)
-        self.widths = access.masked_widths(masked)
+        conv, bn, act = masked.parts()
+        source = masked.channels  # the supernet's width source: gates resampled every step
+        self.__dict__["_gates"] = source.width_gates  # not registered
+        self.label = getattr(source, "name", type(source).__name__)
+        self.widths = option_widths(masked)
         self.max_width = conv.out_channels
         self.depthwise = conv.groups > 1 and conv.groups == conv.in_channels == conv.out_channels
         if conv.groups != 1 and not self.depthwise:
@@ -83,6 +99,6 @@ class ConventionalChannel(nn.Module):
 
 def to_conventional(supernet):
     """Replace every masked layer of `supernet` (in place) by a ConventionalChannel."""
-    for parent, name, child in access.masked_layers(supernet):
+    for parent, name, child in masked_layers(supernet):
         setattr(parent, name, ConventionalChannel(child))
     return supernet

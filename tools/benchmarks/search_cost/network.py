@@ -9,12 +9,10 @@ One inverted-residual network, same depth and strides for every variant:
     (`ConventionalChannel`, Eq. 1).
 """
 
-from ...arch import build_model
-from ...search.derive import derive_arch
-from ...search.gumbel import GumbelSampler
-from ...search.supernet import Supernet
-from . import supernet_access as access
-from .conventional import to_conventional
+from mobile_cv_nas.arch import build_model
+from mobile_cv_nas.search import GumbelSampler, Supernet, derive_arch
+
+from .conventional import masked_layers, option_widths, to_conventional
 
 VARIANTS = ("masked", "plain", "dnas")
 
@@ -73,12 +71,24 @@ def benchmark_space(k=1, resolutions=(64,), layout=DEFAULT_LAYOUT, num_classes=N
     }
 
 
+def block_output_options(supernet):
+    """[(block name, tuple of output-width options)] for every block, in forward order."""
+    return [(b.name, tuple(int(w) for w in b.out_width.widths())) for b in supernet.blocks()]
+
+
+def set_max_decisions(supernet):
+    """Make every decision's argmax its largest option (max widths, max resolution)."""
+    for d in [*supernet.decisions.values(), *supernet.fixed_decisions.values()]:
+        d.set_argmax(max(range(len(d.options)), key=d.options.__getitem__))
+    return supernet
+
+
 def check_k_options(supernet, k):
     """Raise unless every block output and every masked (searched) conv has exactly k options."""
-    searched = [(f"output of {name}", opts) for name, opts in access.block_output_options(supernet)]
-    layers = access.masked_layers(supernet)
+    searched = [(f"output of {name}", opts) for name, opts in block_output_options(supernet)]
+    layers = masked_layers(supernet)
     names = {id(m): n for n, m in supernet.named_modules()}
-    searched += [(names[id(layer)], access.masked_widths(layer)) for _, _, layer in layers]
+    searched += [(names[id(layer)], option_widths(layer)) for _, _, layer in layers]
     for what, options in searched:
         if len(options) != k:
             raise ValueError(
@@ -101,7 +111,7 @@ def build_supernet(
 
 def plain_model(layout=DEFAULT_LAYOUT, num_classes=NUM_CLASSES, resolution=64):
     """The max-width network, no masks: `build_model(derive_arch(...))` at every max."""
-    net = access.set_max_decisions(build_supernet(1, (resolution,), layout, num_classes))
+    net = set_max_decisions(build_supernet(1, (resolution,), layout, num_classes))
     return build_model(derive_arch(net))
 
 

@@ -1,4 +1,4 @@
-"""The command line (`tools/benchmark_search.py`, `python -m mobile_cv_nas.benchmarks.search_cost`).
+"""The command line of tools/benchmark_search.py.
 
 `main(argv)` parses and resolves the options, runs the benchmark, prints the report (the
 program's output, on stdout) and writes the JSON and the plot. Progress goes through `logging`;
@@ -7,13 +7,12 @@ when nothing configured logging, `main` sets up a plain stderr handler for it.
 
 import argparse
 import json
-import logging
 import os
-import sys
 import time
 
 import torch
 
+from .. import setup_logging
 from .network import DEFAULT_LAYOUT, NUM_CLASSES, QUICK_LAYOUT, VARIANTS
 from .plot import write_plot
 from .report import format_report
@@ -23,7 +22,7 @@ DEFAULT_KS = (1, 2, 4, 8, 16, 32)
 DEFAULT_RESOLUTION_SETS = ((64,), (64, 56), (64, 56, 48), (64, 56, 48, 40))
 DEFAULT_OUTPUT_DIR = os.path.join("output", "benchmark_search")
 
-#: The logger of the benchmark's modules (`mobile_cv_nas.benchmarks.search_cost.*`).
+#: The logger of the benchmark's modules (`benchmarks.search_cost.*`).
 PACKAGE_LOGGER = __name__.rpartition(".")[0]
 
 
@@ -175,18 +174,10 @@ def resolve_args(ns):
     return args
 
 
-def setup_logging():
-    """A plain stderr handler for the benchmark's progress, unless logging is configured."""
-    if logging.getLogger().handlers:
-        return  # the caller configured logging: leave it to them
-    logging.basicConfig(stream=sys.stderr, format="%(message)s")  # WARNING for other libraries
-    logging.getLogger(PACKAGE_LOGGER).setLevel(logging.INFO)
-
-
 def main(argv=None):
     t0 = time.perf_counter()
     args = resolve_args(build_parser().parse_args(argv))
-    setup_logging()
+    setup_logging(PACKAGE_LOGGER)
     torch.set_num_threads(args["threads"])
     results = run_benchmark(args)
     results["total_wall_s"] = time.perf_counter() - t0

@@ -24,7 +24,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import supernet_access as access
+from mobile_cv_nas.search import Supernet
+
 from .network import DEFAULT_LAYOUT, NUM_CLASSES, build_variant, plain_model
 from .saved_tensors import SavedTensorMeter
 
@@ -44,8 +45,9 @@ def train_step(model, optimizer, x, target):
 
 
 def weight_optimizer(model, lr=0.01):
-    """SGD with momentum on the weights only (not the architecture logits)."""
-    return torch.optim.SGD(access.weight_parameters(model), lr=lr, momentum=0.9)
+    """SGD with momentum on the weights only (not a supernet's architecture logits)."""
+    params = model.weight_parameters() if isinstance(model, Supernet) else model.parameters()
+    return torch.optim.SGD(params, lr=lr, momentum=0.9)
 
 
 def saved_bytes_of_step(model, x, target, by_module=False):

@@ -28,21 +28,29 @@ STEADY_MALLOC_TUNABLES = (
     "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=17179869184"
 )
 
+#: A worker imports this module under the name this process imported it by (`benchmarks...`
+#: from the tools/ scripts and the tests).
 _WORKER_CODE = (
     "import warnings; warnings.filterwarnings('ignore', category=FutureWarning); "
-    "from mobile_cv_nas.benchmarks.search_cost.workers import worker_main; worker_main()"
+    f"from {__name__} import worker_main; worker_main()"
 )
 
 
-def _import_root():
-    """The folder that holds the `mobile_cv_nas` package this process imported."""
-    return os.path.dirname(os.path.dirname(os.path.abspath(mobile_cv_nas.__file__)))
+def _import_roots():
+    """The folders that hold the `mobile_cv_nas` package and this benchmark package (tools/),
+    as this process imported them."""
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(mobile_cv_nas.__file__)))
+    benchmark_root = os.path.abspath(__file__)
+    for _ in range(__name__.count(".") + 1):  # benchmarks/search_cost/workers.py -> tools/
+        benchmark_root = os.path.dirname(benchmark_root)
+    return [package_root, benchmark_root]
 
 
 def worker_env(config):
-    """The environment of a worker: this package importable, its threads, its malloc."""
+    """The environment of a worker: both packages importable, its threads, its malloc."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_import_root(), env.get("PYTHONPATH")) if p)
+    paths = [*_import_roots(), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     threads = config.get("threads")
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)

@@ -20,10 +20,10 @@ import random
 import torch
 import yaml
 
-from ...arch import build_model, parse_arch_def
-from ...flops import count_flops
-from ...search import Supernet, derive_arch
-from ...search.space import as_search_space
+from mobile_cv_nas.arch import build_model, parse_arch_def
+from mobile_cv_nas.flops import CostReport, count_flops
+from mobile_cv_nas.search import Supernet, derive_arch
+from mobile_cv_nas.search.space import as_search_space
 
 logger = logging.getLogger(__name__)
 
@@ -36,21 +36,12 @@ class SamplingError(RuntimeError):
 
 
 @dataclasses.dataclass
-class CostedArch:
-    """An architecture and its published-convention cost at its input size."""
+class CostedArch(CostReport):
+    """An architecture and its published-convention cost at its input size: count_flops's
+    report (`flops`, `params`, `mflops`, `mparams`, ...) with the arch it counted."""
 
-    arch: object  # ArchDef
-    flops: int
-    params: int
+    arch: object = None  # ArchDef
     choices: dict | None = None  # decision name -> option, for sampled archs
-
-    @property
-    def mflops(self):
-        return self.flops / 1e6
-
-    @property
-    def mparams(self):
-        return self.params / 1e6
 
 
 def space_for_arch(space, arch):
@@ -72,7 +63,7 @@ def cost_of(arch):
     """`CostedArch` of an arch def: count_flops of the built model at its input size."""
     arch = parse_arch_def(arch)
     report = count_flops(build_model(arch), arch.input_size)
-    return CostedArch(arch, report.flops, report.params)
+    return CostedArch(**vars(report), arch=arch)
 
 
 def within(flops, target, tolerance):
