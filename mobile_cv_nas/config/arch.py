@@ -59,18 +59,25 @@ def is_arch_file(spec):
     return spec.endswith((".yaml", ".yml")) or os.sep in spec or os.path.isfile(spec)
 
 
+def arch_node(cfg):
+    """The MODEL.MOBILE_CV_NAS node; ArchConfigError naming the fix when it is not there."""
+    node = cfg.MODEL.get("MOBILE_CV_NAS")
+    if node is None:
+        raise ArchConfigError(
+            f"The config has no {ARCH_NODE} keys: call "
+            f"mobile_cv_nas.config.add_arch_config(cfg) (detection: "
+            f"mobile_cv_nas.detection.add_fbnetv2_config(cfg)) before merging the config file."
+        )
+    return node
+
+
 def resolve_arch(cfg):
     """(ArchDef, zoo info or None) of MODEL.MOBILE_CV_NAS: ARCH (a zoo name or an arch YAML),
     else the inline ARCH_DEF, with WIDTH_DIVISOR applied. ArchConfigError names the key."""
     from .. import model_zoo  # the zoo imports torch modules; the config package does not
     from ..arch import ArchDefError, load_arch_def, parse_arch_def
 
-    node = cfg.MODEL.get("MOBILE_CV_NAS")
-    if node is None:
-        raise ArchConfigError(
-            f"The config has no {ARCH_NODE} keys: call "
-            f"mobile_cv_nas.config.add_arch_config(cfg) before merging the config file."
-        )
+    node = arch_node(cfg)
     spec, info = node.ARCH, None
     try:
         if spec and is_arch_file(spec):
