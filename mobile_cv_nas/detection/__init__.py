@@ -41,6 +41,7 @@ statistics for grayscale detection); its weights are not adapted.
 
 from .backbone import (
     BACKBONE_NAMES,
+    D2_NORMS,
     FBNetV2Backbone,
     FBNetV2FPN,
     build_fbnetv2_c4_backbone,
@@ -48,7 +49,6 @@ from .backbone import (
     build_fbnetv2_retinanet_backbone,
     check_consumers,
     detection_stages,
-    resolve_arch,
 )
 from .config import (
     DetectionConfigError,
@@ -83,7 +83,7 @@ __all__ = [
     "build_fbnetv2_retinanet_backbone",
     "check_consumers",
     "detection_stages",
-    "resolve_arch",
+    "D2_NORMS",
     "FBNetV2LightRPNHead",
     "FBNetV2BlockBoxHead",
     "FBNetV2C4ROIHeads",
