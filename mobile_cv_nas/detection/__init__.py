@@ -50,23 +50,20 @@ from .backbone import (
     check_consumers,
     detection_stages,
 )
+from .catalog import ZOO_PREFIX, FBNetZooHandler, register_zoo_handler, zoo_weights_file
+from .classification_loading import (
+    ConversionReport,
+    classification_weights,
+    convert_classification_state_dict,
+    load_classification_weights,
+)
 from .config import (
     DetectionConfigError,
     add_fbnetv2_config,
     check_registered_names,
 )
+from .detection_checkpoint import FBNetV2DetectionCheckpointer
 from .heads import HEAD_NAMES, FBNetV2BlockBoxHead, FBNetV2C4ROIHeads, FBNetV2LightRPNHead
-from .weights import (
-    ZOO_PREFIX,
-    ConversionReport,
-    FBNetV2DetectionCheckpointer,
-    FBNetZooHandler,
-    classification_weights,
-    convert_classification_state_dict,
-    load_classification_weights,
-    register_zoo_handler,
-    zoo_weights_file,
-)
 
 #: Every name this package registers, per detectron2 registry.
 REGISTERED_NAMES = {"BACKBONE": BACKBONE_NAMES, **HEAD_NAMES}
