@@ -445,6 +445,22 @@ def test_zoo_url_scheme_through_a_user_catalog(tmp_path, no_network):
     assert no_network == []
 
 
+def test_a_failed_load_leaves_the_checkpointer_usable(tmp_path):
+    """detectron2 after 0.6 asserts at the start of a load that no load is under way, and
+    resets that state only after a successful load: a failed load must not break the next."""
+    official_checkpoint(tmp_path / "f4.pth")
+    official_checkpoint(tmp_path / "f1.pth", arch="FBNetV2_F1")
+    model = build_model(make_cfg("fpn"))
+    checkpointer = det.FBNetV2DetectionCheckpointer(model)
+    with pytest.raises(CheckpointError, match="Unknown model 'nope'"):
+        checkpointer.load("fbnet_zoo://nope")
+    with pytest.raises(CheckpointError, match="does not fit the FBNet stages"):
+        checkpointer.load(str(tmp_path / "f1.pth"))
+    checkpointer.load(str(tmp_path / "f4.pth"))
+    assert checkpointer.conversion_report.loaded
+    assert getattr(checkpointer, "_parsed_url_during_load", None) is None
+
+
 def test_checkpoint_of_another_arch_is_a_clear_mismatch(tmp_path):
     official_checkpoint(tmp_path / "f1.pth", arch="FBNetV2_F1")
     model = build_model(make_cfg("fpn", arch="FBNetV2_F4"))

@@ -25,6 +25,18 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
 
     conversion_report = None
 
+    def load(self, path, *args, **kwargs):
+        """DetectionCheckpointer.load, left usable when it raises: detectron2 after 0.6 keeps
+        the URL being loaded in `_parsed_url_during_load`, asserts it is None at the start of
+        a load and resets it only after a successful one, so without the reset here one
+        failed load (an unknown fbnet_zoo:// name, a checkpoint of another arch) would make
+        every later load fail with a bare AssertionError."""
+        try:
+            return super().load(path, *args, **kwargs)
+        finally:
+            if getattr(self, "_parsed_url_during_load", None) is not None:
+                self._parsed_url_during_load = None
+
     def _load_file(self, filename):
         try:
             loaded = super()._load_file(filename)
