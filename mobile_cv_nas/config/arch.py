@@ -28,9 +28,9 @@ class ArchConfigError(ValueError):
     """The arch keys do not name a usable arch; the message names the key and the fix."""
 
 
-def add_arch_config(cfg):
-    """Add MODEL.MOBILE_CV_NAS.{ARCH, ARCH_DEF, NORM, WIDTH_DIVISOR}; idempotent (keys already
-    there keep their values)."""
+def add_arch_config(cfg, extra=None):
+    """Add MODEL.MOBILE_CV_NAS.{ARCH, ARCH_DEF, NORM, WIDTH_DIVISOR}, and the {key: default} of
+    `extra` (detection's keys); idempotent (keys already there keep their values)."""
     new_node = functools.partial(type(cfg))
     if "MOBILE_CV_NAS" not in cfg.MODEL:
         cfg.MODEL.MOBILE_CV_NAS = new_node()
@@ -40,6 +40,7 @@ def add_arch_config(cfg):
         "ARCH_DEF": new_node(new_allowed=True),
         "NORM": "BN",
         "WIDTH_DIVISOR": 0,
+        **(extra or {}),
     }
     for key, value in defaults.items():
         if key not in node:

@@ -233,18 +233,32 @@ def _fpn_features(cfg, stages, arch, strides, what):
     return own or theirs or _by_stride(stages, strides, arch, what)
 
 
-def _fpn_bottom_up(cfg, strides, what):
-    arch, _ = resolve_arch(cfg)
-    channels = image_channels(cfg, arch)
-    stages = detection_stages(arch)
-    features = _fpn_features(cfg, stages, arch, strides, what)
+def _bottom_up(cfg, arch, features):
+    """The FBNetV2Backbone of the config's arch giving `features`."""
     return FBNetV2Backbone(
         arch,
         features,
-        in_channels=channels,
+        in_channels=image_channels(cfg, arch),
         norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
     )
+
+
+def _fpn(cfg, strides, what, top_block):
+    """detectron2's FPN (MODEL.FPN.*) over the FBNetV2Backbone's features; `top_block` is
+    called with the bottom-up backbone."""
+    arch, _ = resolve_arch(cfg)
+    features = _fpn_features(cfg, detection_stages(arch), arch, strides, what)
+    bottom_up = _bottom_up(cfg, arch, features)
+    backbone = FBNetV2FPN(
+        bottom_up=bottom_up,
+        in_features=bottom_up._out_features,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=top_block(bottom_up),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+    return check_consumers(cfg, backbone)
 
 
 def _consumers(cfg):
@@ -287,51 +301,27 @@ def build_fbnetv2_c4_backbone(cfg, input_shape=None):
             f"MODEL.MOBILE_CV_NAS.OUT_FEATURES {features}: the C4 backbone gives one feature; name "
             f"one of {describe_features(stages)} (default: the last stride-16 stage)."
         )
-    channels = image_channels(cfg, arch)
-    backbone = FBNetV2Backbone(
-        arch,
-        features,
-        in_channels=channels,
-        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
-    )
-    return check_consumers(cfg, backbone)
+    return check_consumers(cfg, _bottom_up(cfg, arch, features))
 
 
 @BACKBONE_REGISTRY.register()
 def build_fbnetv2_fpn_backbone(cfg, input_shape=None):
     """detectron2's FPN (MODEL.FPN.*) over the stride 4/8/16/32 stages (p2-p5) plus p6 by
     max pooling; size_divisibility 32."""
-    bottom_up = _fpn_bottom_up(cfg, (4, 8, 16, 32), "FPN")
-    backbone = FBNetV2FPN(
-        bottom_up=bottom_up,
-        in_features=bottom_up._out_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
-    return check_consumers(cfg, backbone)
+    return _fpn(cfg, (4, 8, 16, 32), "FPN", lambda bottom_up: LastLevelMaxPool())
 
 
 @BACKBONE_REGISTRY.register()
 def build_fbnetv2_retinanet_backbone(cfg, input_shape=None):
     """detectron2's FPN over the stride 8/16/32 stages (p3-p5) plus p6, p7 (LastLevelP6P7 from
     the stride-32 stage's output); size_divisibility 32."""
-    bottom_up = _fpn_bottom_up(cfg, (8, 16, 32), "RetinaNet FPN")
-    last = bottom_up._out_features[-1]
-    top_block = LastLevelP6P7(
-        bottom_up.output_shape()[last].channels, cfg.MODEL.FPN.OUT_CHANNELS, in_feature=last
-    )
-    backbone = FBNetV2FPN(
-        bottom_up=bottom_up,
-        in_features=bottom_up._out_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=top_block,
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
-    return check_consumers(cfg, backbone)
+
+    def p6_p7(bottom_up):
+        last = bottom_up._out_features[-1]
+        channels = bottom_up.output_shape()[last].channels
+        return LastLevelP6P7(channels, cfg.MODEL.FPN.OUT_CHANNELS, in_feature=last)
+
+    return _fpn(cfg, (8, 16, 32), "RetinaNet FPN", p6_p7)
 
 
 #: The names this module registers in detectron2's BACKBONE_REGISTRY.

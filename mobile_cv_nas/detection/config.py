@@ -59,16 +59,12 @@ def add_fbnetv2_config(cfg):
     """Add the `MODEL.MOBILE_CV_NAS.*` keys (the arch keys of `add_arch_config`, plus
     OUT_FEATURES, HEAD_NORM, BOX_HEAD_BLOCKS; see the module docstring) to a detectron2 CfgNode
     and return it. Idempotent: keys already there keep their values."""
-    node = add_arch_config(cfg).MODEL.MOBILE_CV_NAS
-    defaults = {
+    detection = {
         "OUT_FEATURES": [],
         "HEAD_NORM": "BN",
         "BOX_HEAD_BLOCKS": [dict(row) for row in DEFAULT_BOX_HEAD_BLOCKS],
     }
-    for key, value in defaults.items():
-        if key not in node:
-            node[key] = value
-    return cfg
+    return add_arch_config(cfg, extra=detection)
 
 
 def _registries(cfg):
