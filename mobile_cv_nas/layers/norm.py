@@ -62,10 +62,10 @@ def norm_name(norm, builders=None):
             f"Norm {norm!r} is {_SUPPLIED[key]}; it is available where detectron2 is (the "
             f"detection backbones and heads), not here. Use 'BN', 'SyncBN', 'FrozenBN' or 'GN'."
         )
+    names = sorted({*_BUILDERS, *(builders or {})})
     raise ValueError(
-        f"Unknown norm {norm!r}; expected one of {sorted(_BUILDERS)} (or detectron2's "
-        f"'BN', 'SyncBN', 'FrozenBN', 'GN', 'naiveSyncBN'), 'none', or a callable "
-        f"channels -> nn.Module."
+        f"Unknown norm {norm!r}; expected one of {names} (or detectron2's 'BN', 'SyncBN', "
+        f"'FrozenBN', 'GN', 'naiveSyncBN'), 'none', or a callable channels -> nn.Module."
     )
 
 
