@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 from detectron2.config import get_cfg
-from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm
+from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm, ShapeSpec
 from detectron2.modeling import (
     BACKBONE_REGISTRY,
     build_backbone,
@@ -25,6 +25,9 @@ import mobile_cv_nas.detection as det
 from mobile_cv_nas import model_zoo
 from mobile_cv_nas.arch import CheckpointError
 from mobile_cv_nas.arch import build_model as build_classifier
+from mobile_cv_nas.arch.builder import FBNetBackbone
+from mobile_cv_nas.config import ArchConfigError, resolve_arch
+from mobile_cv_nas.layers import freeze_norms, resolve_norm
 from mobile_cv_nas.publish import publish_model
 
 REGISTRIES = {
@@ -144,8 +147,8 @@ def test_add_fbnetv2_config_is_idempotent_and_merges():
     cfg.MODEL.MOBILE_CV_NAS.ARCH_DEF.stages = model_zoo.get_arch_def("FBNetV2_F4").stages
     again = det.add_fbnetv2_config(get_cfg())
     again.merge_from_other_cfg(type(cfg).load_cfg(cfg.dump()))
-    arch = det.resolve_arch(again)
-    assert arch.name == "MODEL.MOBILE_CV_NAS.ARCH_DEF"
+    arch, info = resolve_arch(again)
+    assert info is None and arch.name == "MODEL.MOBILE_CV_NAS.ARCH_DEF"
     assert arch.stages == model_zoo.get_arch_def("FBNetV2_F4").stages
 
 
@@ -184,7 +187,8 @@ def test_output_shape_matches_the_feature_maps(backbone, arch):
 def test_bottom_up_features_are_the_arch_stages():
     cfg = make_cfg("fpn", "FBNetV2_F4")
     bottom_up = build_backbone(cfg).bottom_up
-    assert isinstance(bottom_up, det.FBNetV2Backbone)
+    assert isinstance(bottom_up, det.FBNetV2Backbone) and isinstance(bottom_up, FBNetBackbone)
+    assert bottom_up.stage_names == [f"stage{i}" for i in range(6)]  # built up to stage5
     shapes = bottom_up.output_shape()
     assert {k: (s.channels, s.stride) for k, s in shapes.items()} == {
         "stage2": (24, 4),
@@ -278,6 +282,55 @@ def test_norm_names(norm, kind):
         assert model.stages.xif0_0.bn.num_groups == 16
 
 
+def test_norm_translation_is_the_layers_with_detectron2_classes():
+    """The layers' resolve_norm, with detectron2's classes for naiveSyncBN and FrozenBN."""
+    assert resolve_norm("naiveSyncBN", det.D2_NORMS) is NaiveSyncBatchNorm
+    assert resolve_norm("FrozenBN", det.D2_NORMS) is FrozenBatchNorm2d
+    assert resolve_norm("SyncBN", det.D2_NORMS) == "sync_bn"
+    with pytest.raises(ValueError, match="naiveSyncBN.*detectron2"):
+        resolve_norm("naiveSyncBN")  # without detectron2's class: named, not built
+    with pytest.raises(ValueError, match="freshly initialised heads"):
+        resolve_norm("FrozenBN", det.D2_NORMS, trainable=True)
+    # freezing keeps eps and the statistics, and carries no batch counter (whichever
+    # detectron2: newer ones' convert_frozen_batchnorm copies it)
+    block = nn.Sequential(NaiveSyncBatchNorm(8, eps=1e-3), nn.BatchNorm2d(8), nn.GroupNorm(4, 8))
+    with torch.no_grad():
+        block[0].running_mean.normal_()
+        block[1].weight.normal_()
+    block[0].num_batches_tracked.fill_(5)
+    x = torch.randn(2, 8, 4, 4)
+    with torch.no_grad():
+        expected = block.eval()(x)
+    frozen = freeze_norms(block, FrozenBatchNorm2d)
+    assert [type(m) for m in frozen] == [FrozenBatchNorm2d, FrozenBatchNorm2d, nn.GroupNorm]
+    assert frozen[0].eps == 1e-3
+    assert set(frozen.state_dict()) == {
+        f"{i}.{k}" for i in (0, 1) for k in ("weight", "bias", "running_mean", "running_var")
+    } | {"2.weight", "2.bias"}
+    torch.testing.assert_close(frozen.train()(x), expected)  # eval statistics, in training too
+
+
+def test_heads_are_configurable():
+    """The light heads take explicit arguments as well as (cfg, input_shape)."""
+    rpn = det.FBNetV2LightRPNHead(in_channels=32, num_anchors=3, norm="GN")
+    logits, deltas = rpn([torch.randn(1, 32, 8, 8), torch.randn(1, 32, 4, 4)])
+    assert [tuple(t.shape) for t in logits] == [(1, 3, 8, 8), (1, 3, 4, 4)]
+    assert tuple(deltas[0].shape) == (1, 12, 8, 8)
+    assert type(rpn.conv[0].bn) is nn.GroupNorm
+    rows = [{"op": "ir_k3", "out_channels": 16, "stride": 2, "expansion": 2}]
+    pooled = ShapeSpec(channels=32, height=7, width=7)
+    box = det.FBNetV2BlockBoxHead(input_shape=pooled, blocks=rows)
+    assert box.output_shape.channels == 16 and list(box.stages._modules) == ["xif0_0"]
+    assert tuple(box(torch.randn(5, 32, 7, 7)).shape) == (5, 16)
+    with pytest.raises(det.DetectionConfigError, match="freshly initialised heads"):
+        det.FBNetV2LightRPNHead(in_channels=8, num_anchors=1, norm="FrozenBN")
+    cfg = make_cfg("fpn", HEAD_NORM="naiveSyncBN")
+    shape = [ShapeSpec(channels=256, stride=s) for s in (4, 8, 16, 32, 64)]
+    from_cfg = det.FBNetV2LightRPNHead(cfg, shape)
+    assert type(from_cfg.conv[1].bn) is NaiveSyncBatchNorm
+    assert from_cfg.objectness_logits.out_channels == 3  # detectron2's 3 aspect ratios
+
+
 # --------------------------------------------------------------------------- full models
 
 
@@ -358,6 +411,10 @@ def test_frozen_bn_model_and_the_helper(tmp_path):
     assert report.loaded and not any(k.endswith("num_batches_tracked") for k in report.loaded)
     bn = model.roi_heads.stages.xif5_0.pw.bn
     assert type(bn) is FrozenBatchNorm2d
+    frozen = [m for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert all(
+        set(m.state_dict()) == {"weight", "bias", "running_mean", "running_var"} for m in frozen
+    )
     torch.testing.assert_close(bn.running_var, source["backbone.stages.xif5_0.pw.bn.running_var"])
     # a state dict works too, and a bare backbone's keys (stages.*)
     bare = {k[len("backbone.") :]: v for k, v in source.items() if k.startswith("backbone.")}
@@ -388,6 +445,22 @@ def test_zoo_url_scheme_through_a_user_catalog(tmp_path, no_network):
     assert no_network == []
 
 
+def test_a_failed_load_leaves_the_checkpointer_usable(tmp_path):
+    """detectron2 after 0.6 asserts at the start of a load that no load is under way, and
+    resets that state only after a successful load: a failed load must not break the next."""
+    official_checkpoint(tmp_path / "f4.pth")
+    official_checkpoint(tmp_path / "f1.pth", arch="FBNetV2_F1")
+    model = build_model(make_cfg("fpn"))
+    checkpointer = det.FBNetV2DetectionCheckpointer(model)
+    with pytest.raises(CheckpointError, match="Unknown model 'nope'"):
+        checkpointer.load("fbnet_zoo://nope")
+    with pytest.raises(CheckpointError, match="does not fit the FBNet stages"):
+        checkpointer.load(str(tmp_path / "f1.pth"))
+    checkpointer.load(str(tmp_path / "f4.pth"))
+    assert checkpointer.conversion_report.loaded
+    assert getattr(checkpointer, "_parsed_url_during_load", None) is None
+
+
 def test_checkpoint_of_another_arch_is_a_clear_mismatch(tmp_path):
     official_checkpoint(tmp_path / "f1.pth", arch="FBNetV2_F1")
     model = build_model(make_cfg("fpn", arch="FBNetV2_F4"))
@@ -416,7 +489,7 @@ def test_detection_checkpoints_still_load_as_usual(tmp_path):
 
 
 def test_unknown_arch_and_registry_names_are_listed():
-    with pytest.raises(det.DetectionConfigError, match="Did you mean 'FBNetV2_F4'.*FBNetV2_L2"):
+    with pytest.raises(ArchConfigError, match="ARCH 'FBNetV2_F44'.*Did you mean 'FBNetV2_F4'"):
         build_backbone(make_cfg("fpn", arch="FBNetV2_F44"))
     cfg = make_cfg("fpn")
     cfg.MODEL.BACKBONE.NAME = "build_fbnetv2_fnp_backbone"
@@ -431,8 +504,8 @@ def test_unknown_arch_and_registry_names_are_listed():
         det.check_registered_names(cfg)
     for backbone in ("fpn", "c4", "retinanet"):
         det.check_registered_names(make_cfg(backbone))
-    with pytest.raises(det.DetectionConfigError, match="add_fbnetv2_config"):
-        det.resolve_arch(get_cfg())
+    with pytest.raises(ArchConfigError, match="add_fbnetv2_config"):
+        resolve_arch(get_cfg())
 
 
 @pytest.mark.parametrize(
@@ -441,7 +514,7 @@ def test_unknown_arch_and_registry_names_are_listed():
         ("c4", "OUT_FEATURES", ["stage6"], r"Unknown backbone feature.*stage5 \(stride 32"),
         ("fpn", "OUT_FEATURES", ["res2", "res3"], r"Unknown backbone feature.*stage0 \(stride 2"),
         ("c4", "OUT_FEATURES", ["stage3", "stage4"], "C4 backbone gives one feature"),
-        ("fpn", "NORM", "LayerNorm", "MODEL.MOBILE_CV_NAS.NORM: unknown norm 'LayerNorm'"),
+        ("fpn", "NORM", "LayerNorm", "MODEL.MOBILE_CV_NAS.NORM: Unknown norm 'LayerNorm'"),
         ("fpn", "HEAD_NORM", "FrozenBN", "freshly initialised heads"),
         ("fpn", "BOX_HEAD_BLOCKS", [{"op": "ir_k3_hz", "out_channels": 8}], "Did you mean"),
     ],

@@ -9,7 +9,7 @@ import dataclasses
 
 import torch.nn as nn
 
-from ..blocks import BLOCK_REGISTRY
+from ..blocks import BLOCK_REGISTRY, InvertedPool
 from .schema import check_num_classes, parse_arch_def
 
 
@@ -24,6 +24,15 @@ def block_kwargs(arch, block, norm=None):
     if norm is not None:
         options["norm"] = norm
     return BLOCK_REGISTRY.select_options(block.op, options)
+
+
+def _check_stage_range(stage_range, count):
+    if stage_range is None:
+        return 0, count
+    first, stop = stage_range
+    if not 0 <= first < stop <= count:
+        raise ValueError(f"stage_range {stage_range!r}: the arch has stages 0 ... {count - 1}.")
+    return first, stop
 
 
 def check_out_features(out_features, available):
@@ -44,37 +53,89 @@ def check_out_features(out_features, available):
     return out_features
 
 
+def pools_globally(op):
+    """True for a block op that pools globally (`ir_pool*`: the classifier's last stage)."""
+    builder = BLOCK_REGISTRY.get(op)
+    target = getattr(builder, "func", builder)
+    return isinstance(target, type) and issubclass(target, InvertedPool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One stage of an arch: its blocks (BlockDefs), output width, the stride of its output
+    and whether it pools globally. Its feature name is `stage<index>`."""
+
+    index: int
+    blocks: tuple
+    channels: int
+    stride: int
+    pools: bool
+
+    @property
+    def name(self):
+        return f"stage{self.index}"
+
+
+def arch_stages(arch):
+    """The Stages of an ArchDef, in order."""
+    by_stage = collections.OrderedDict()
+    for block in arch.blocks():
+        by_stage.setdefault(block.stage, []).append(block)
+    stages, stride = [], 1
+    for index, blocks in by_stage.items():
+        for block in blocks:
+            stride *= block.stride
+        pools = any(pools_globally(block.op) for block in blocks)
+        stages.append(Stage(index, tuple(blocks), blocks[-1].out_channels, stride, pools))
+    return stages
+
+
+def spatial_stages(arch):
+    """The Stages before the first one that pools globally (those giving feature maps)."""
+    out = []
+    for stage in arch_stages(arch):
+        if stage.pools:
+            break
+        out.append(stage)
+    return out
+
+
 class FBNetBackbone(nn.Module):
     """All blocks in one flat `stages` Sequential; optionally returns per-stage features.
 
     Feature `stage<i>` is the output of the last block of stage i. `in_channels` (default: the
     arch def's) is the number of input image channels; `norm` (a name or callable, see
-    `mobile_cv_nas.layers.norm`) replaces every block's norm.
+    `mobile_cv_nas.layers.norm`) replaces every block's norm. `stage_range` (first, stop)
+    builds only the stages first ... stop-1 (positions in `arch_stages`), the first taking the
+    previous stage's output (e.g. a detection box head made of the stride-32 stage).
+    `stage_blocks` names the blocks of each built stage; `feature_channels` and
+    `feature_strides` give each built stage's output width and stride (from the image).
     """
 
     __constants__ = ["out_features"]  # TorchScript: one return type per backbone
 
-    def __init__(self, arch_def, in_channels=None, out_features=None, norm=None):
+    def __init__(self, arch_def, in_channels=None, out_features=None, norm=None, stage_range=None):
         super().__init__()
         arch = parse_arch_def(arch_def)
         if in_channels is not None and in_channels != arch.in_channels:
             arch = dataclasses.replace(arch, in_channels=in_channels)
         self.arch_def = arch
         self.in_channels = arch.in_channels
+        stages = arch_stages(arch)
+        first, stop = _check_stage_range(stage_range, len(stages))
+        channels = arch.in_channels if first == 0 else stages[first - 1].channels
         blocks = collections.OrderedDict()
-        channels, stride = arch.in_channels, 1
-        self.feature_channels, self.feature_strides = {}, {}
-        self._stage_ends = {}
-        for block in arch.blocks():
-            builder = BLOCK_REGISTRY.get(block.op)
-            module = builder(channels, block.out_channels, **block_kwargs(arch, block, norm))
-            blocks[block.name] = module
-            channels = block.out_channels
-            stride *= block.stride
-            feature = f"stage{block.stage}"
-            self._stage_ends[feature] = block.name
-            self.feature_channels[feature] = channels
-            self.feature_strides[feature] = stride
+        for stage in stages[first:stop]:
+            for block in stage.blocks:
+                builder = BLOCK_REGISTRY.get(block.op)
+                kwargs = block_kwargs(arch, block, norm)
+                blocks[block.name] = builder(channels, block.out_channels, **kwargs)
+                channels = block.out_channels
+        built = stages[first:stop]
+        self.feature_channels = {s.name: s.channels for s in built}
+        self.feature_strides = {s.name: s.stride for s in built}
+        self.stage_blocks = {s.name: [b.name for b in s.blocks] for s in built}
+        self._stage_ends = {s.name: s.blocks[-1].name for s in built}
         self.stages = nn.Sequential(blocks)
         self.out_channels = channels
         self.out_features = check_out_features(out_features, self._stage_ends)

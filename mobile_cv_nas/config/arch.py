@@ -28,9 +28,9 @@ class ArchConfigError(ValueError):
     """The arch keys do not name a usable arch; the message names the key and the fix."""
 
 
-def add_arch_config(cfg):
-    """Add MODEL.MOBILE_CV_NAS.{ARCH, ARCH_DEF, NORM, WIDTH_DIVISOR}; idempotent (keys already
-    there keep their values)."""
+def add_arch_config(cfg, extra=None):
+    """Add MODEL.MOBILE_CV_NAS.{ARCH, ARCH_DEF, NORM, WIDTH_DIVISOR}, and the {key: default} of
+    `extra` (detection's keys); idempotent (keys already there keep their values)."""
     new_node = functools.partial(type(cfg))
     if "MOBILE_CV_NAS" not in cfg.MODEL:
         cfg.MODEL.MOBILE_CV_NAS = new_node()
@@ -40,6 +40,7 @@ def add_arch_config(cfg):
         "ARCH_DEF": new_node(new_allowed=True),
         "NORM": "BN",
         "WIDTH_DIVISOR": 0,
+        **(extra or {}),
     }
     for key, value in defaults.items():
         if key not in node:
@@ -59,18 +60,25 @@ def is_arch_file(spec):
     return spec.endswith((".yaml", ".yml")) or os.sep in spec or os.path.isfile(spec)
 
 
+def arch_node(cfg):
+    """The MODEL.MOBILE_CV_NAS node; ArchConfigError naming the fix when it is not there."""
+    node = cfg.MODEL.get("MOBILE_CV_NAS")
+    if node is None:
+        raise ArchConfigError(
+            f"The config has no {ARCH_NODE} keys: call "
+            f"mobile_cv_nas.config.add_arch_config(cfg) (detection: "
+            f"mobile_cv_nas.detection.add_fbnetv2_config(cfg)) before merging the config file."
+        )
+    return node
+
+
 def resolve_arch(cfg):
     """(ArchDef, zoo info or None) of MODEL.MOBILE_CV_NAS: ARCH (a zoo name or an arch YAML),
     else the inline ARCH_DEF, with WIDTH_DIVISOR applied. ArchConfigError names the key."""
     from .. import model_zoo  # the zoo imports torch modules; the config package does not
     from ..arch import ArchDefError, load_arch_def, parse_arch_def
 
-    node = cfg.MODEL.get("MOBILE_CV_NAS")
-    if node is None:
-        raise ArchConfigError(
-            f"The config has no {ARCH_NODE} keys: call "
-            f"mobile_cv_nas.config.add_arch_config(cfg) before merging the config file."
-        )
+    node = arch_node(cfg)
     spec, info = node.ARCH, None
     try:
         if spec and is_arch_file(spec):

@@ -41,6 +41,7 @@ statistics for grayscale detection); its weights are not adapted.
 
 from .backbone import (
     BACKBONE_NAMES,
+    D2_NORMS,
     FBNetV2Backbone,
     FBNetV2FPN,
     build_fbnetv2_c4_backbone,
@@ -48,25 +49,21 @@ from .backbone import (
     build_fbnetv2_retinanet_backbone,
     check_consumers,
     detection_stages,
-    resolve_arch,
+)
+from .catalog import ZOO_PREFIX, FBNetZooHandler, register_zoo_handler, zoo_weights_file
+from .classification_loading import (
+    ConversionReport,
+    classification_weights,
+    convert_classification_state_dict,
+    load_classification_weights,
 )
 from .config import (
     DetectionConfigError,
     add_fbnetv2_config,
     check_registered_names,
 )
+from .detection_checkpoint import FBNetV2DetectionCheckpointer
 from .heads import HEAD_NAMES, FBNetV2BlockBoxHead, FBNetV2C4ROIHeads, FBNetV2LightRPNHead
-from .weights import (
-    ZOO_PREFIX,
-    ConversionReport,
-    FBNetV2DetectionCheckpointer,
-    FBNetZooHandler,
-    classification_weights,
-    convert_classification_state_dict,
-    load_classification_weights,
-    register_zoo_handler,
-    zoo_weights_file,
-)
 
 #: Every name this package registers, per detectron2 registry.
 REGISTERED_NAMES = {"BACKBONE": BACKBONE_NAMES, **HEAD_NAMES}
@@ -83,7 +80,7 @@ __all__ = [
     "build_fbnetv2_retinanet_backbone",
     "check_consumers",
     "detection_stages",
-    "resolve_arch",
+    "D2_NORMS",
     "FBNetV2LightRPNHead",
     "FBNetV2BlockBoxHead",
     "FBNetV2C4ROIHeads",

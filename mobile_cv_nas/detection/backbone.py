@@ -9,9 +9,13 @@ versions, registered in detectron2's BACKBONE_REGISTRY.
 * `build_fbnetv2_retinanet_backbone`: FPN over the stride 8/16/32 stages (`p3` ... `p5`) plus
   `p6`, `p7` (LastLevelP6P7 from the stride-32 stage).
 
-The blocks keep their official names (`stages.xif<stage>_<block>`), so ImageNet weights map
-onto them (see `mobile_cv_nas.detection.weights`). Only the stages before the first one with
-a global-pool block (`ir_pool*`, the classifier's last stage) can be detection stages.
+The backbone is the arch builder's `FBNetBackbone` (mobile_cv_nas.arch.builder) built up to
+the last wanted stage, made a detectron2 `Backbone` (output_shape, size_divisibility,
+freezing); the blocks keep their official names (`stages.xif<stage>_<block>`), so ImageNet
+weights map onto them (see classification_loading.py). Only the stages before the
+first one with a global-pool block (`ir_pool*`, the classifier's last stage) can be detection
+stages. Norms are the layers' (mobile_cv_nas.layers.norm) with detectron2's classes for
+"naiveSyncBN" and "FrozenBN" (`D2_NORMS`).
 
 Feature maps at any input size are ceil(size / stride) on a side (every conv pads k // 2).
 The FPN versions need sizes divisible by 32 inside (their top-down path doubles sizes), which
@@ -20,127 +24,42 @@ directly on another size, they pad the input at the bottom/right the same way an
 map back to ceil(size / stride).
 """
 
-import collections
-import dataclasses
 import logging
 import math
-import os
 
-import torch.nn as nn
 import torch.nn.functional as F
-from detectron2.layers import FrozenBatchNorm2d, ShapeSpec, get_norm
+from detectron2.layers import FrozenBatchNorm2d, NaiveSyncBatchNorm
 from detectron2.modeling import BACKBONE_REGISTRY, FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
-from .. import model_zoo
-from ..arch import ArchDefError, load_arch_def, parse_arch_def
-from ..arch.builder import block_kwargs
-from ..blocks import BLOCK_REGISTRY, InvertedPool
-from .config import DetectionConfigError, node_to_dict, require_fbnetv2_config
+from ..arch import parse_arch_def
+from ..arch.builder import FBNetBackbone, spatial_stages
+from ..config import resolve_arch
+from ..layers.norm import freeze_norms, resolve_norm
+from .config import DetectionConfigError
 
 logger = logging.getLogger(__name__)
 
-# --------------------------------------------------------------------------- norms
-
-#: NORM values (lower case) -> our kind. "naive_sync_bn" and "frozen_bn" are built as batch
-#: norms and then swapped for detectron2's NaiveSyncBatchNorm / FrozenBatchNorm2d (keeping eps).
-_NORM_KINDS = {
-    "bn": "bn",
-    "syncbn": "sync_bn",
-    "sync_bn": "sync_bn",
-    "naivesyncbn": "naive_sync_bn",
-    "naive_sync_bn": "naive_sync_bn",
-    "frozenbn": "frozen_bn",
-    "frozen_bn": "frozen_bn",
-    "gn": "gn",
-}
-_NORM_NAMES = "'BN', 'SyncBN', 'naiveSyncBN', 'FrozenBN', 'GN' (or bn, sync_bn, frozen_bn, gn)"
+#: The norms detection builds with detectron2's classes (the others are the layers' own).
+D2_NORMS = {"naive_sync_bn": NaiveSyncBatchNorm, "frozen_bn": FrozenBatchNorm2d}
 
 
-def norm_kind(norm, key="MODEL.MOBILE_CV_NAS.NORM", allow_frozen=True):
-    """The kind of norm a NORM value names ("bn", "sync_bn", "naive_sync_bn", "frozen_bn",
-    "gn"), None for "" (the arch's own); DetectionConfigError naming `key` otherwise."""
-    if norm in ("", None):
+def config_norm(norm, key="MODEL.MOBILE_CV_NAS.NORM", trainable=False):
+    """What the block builders take for a NORM value: a norm name or detectron2 class (see
+    `D2_NORMS`), None for "" (the arch's own; not allowed where `trainable`, for fresh heads,
+    which may not be frozen either). DetectionConfigError naming `key` otherwise."""
+    if norm == "" and not trainable:
         return None
-    kind = _NORM_KINDS.get(str(norm).lower()) if isinstance(norm, str) else None
-    if kind is None:
-        raise DetectionConfigError(f"{key}: unknown norm {norm!r}; expected {_NORM_NAMES}, or ''.")
-    if kind == "frozen_bn" and not allow_frozen:
-        raise DetectionConfigError(
-            f"{key}: {norm!r} is not allowed here: freshly initialised heads must learn their "
-            f"norms. Use 'BN', 'SyncBN', 'naiveSyncBN', 'GN' or ''."
-        )
-    return kind
-
-
-def _block_norm(kind):
-    """What the block builders get for a norm kind (converted afterwards, see convert_norms)."""
-    return "bn" if kind in ("frozen_bn", "naive_sync_bn") else kind
-
-
-def _to_naive_sync(bn):
-    new = get_norm("naiveSyncBN", bn.num_features)
-    new.eps, new.momentum = bn.eps, bn.momentum
-    new.load_state_dict(bn.state_dict())
-    return new
-
-
-def _swap_batchnorms(module, make):
-    """Replace every plain nn.BatchNorm2d under `module` by make(bn), in place."""
-    for name, child in module.named_children():
-        if type(child) is nn.BatchNorm2d:
-            setattr(module, name, make(child))
-        else:
-            _swap_batchnorms(child, make)
-    return module
-
-
-def convert_norms(module, kind):
-    """Turn the batch norms a block was built with into the kind asked for."""
-    if kind == "frozen_bn":
-        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
-    if kind == "naive_sync_bn":
-        return _swap_batchnorms(module, _to_naive_sync)
-    return module
-
-
-# --------------------------------------------------------------------------- the arch
-
-
-def _is_path(spec):
-    return spec.endswith((".yaml", ".yml")) or os.sep in spec or os.path.isfile(spec)
-
-
-def resolve_arch(cfg):
-    """The ArchDef of MODEL.MOBILE_CV_NAS (ARCH: a zoo name or an arch YAML; else the inline
-    ARCH_DEF), with WIDTH_DIVISOR applied; DetectionConfigError naming the key on failure."""
-    node = require_fbnetv2_config(cfg)
-    spec = node.ARCH
     try:
-        if spec:
-            if _is_path(spec):
-                arch = load_arch_def(spec)
-            else:
-                arch = model_zoo.get_arch_def(spec)
-        elif len(node.ARCH_DEF):
-            arch = parse_arch_def(node_to_dict(node.ARCH_DEF), name="MODEL.MOBILE_CV_NAS.ARCH_DEF")
-        else:
-            raise DetectionConfigError(
-                "No backbone architecture: set MODEL.MOBILE_CV_NAS.ARCH to a model zoo name (see "
-                "mobile_cv_nas.model_zoo.list_models()) or an arch YAML file, or give "
-                "MODEL.MOBILE_CV_NAS.ARCH_DEF inline."
-            )
-    except (model_zoo.UnknownModelError, model_zoo.CatalogError, ArchDefError) as e:
-        raise DetectionConfigError(f"MODEL.MOBILE_CV_NAS.ARCH {spec!r}: {e}") from None
-    divisor = node.WIDTH_DIVISOR
-    if divisor:
-        if not isinstance(divisor, int) or isinstance(divisor, bool) or divisor < 0:
-            raise DetectionConfigError(
-                f"MODEL.MOBILE_CV_NAS.WIDTH_DIVISOR: must be an integer >= 0 (0: the arch's), "
-                f"got {divisor!r}."
-            )
-        arch = dataclasses.replace(arch, width_divisor=divisor)
-    return arch
+        resolved = resolve_norm(norm, D2_NORMS, trainable=trainable)
+    except (TypeError, ValueError) as e:
+        raise DetectionConfigError(f"{key}: {e}") from None
+    if resolved is None:
+        names = "'BN', 'SyncBN', 'naiveSyncBN', 'GN'"
+        if not trainable:
+            names += ", 'FrozenBN', or '' for the arch's own"
+        raise DetectionConfigError(f"{key}: must name a norm ({names}), got {norm!r}.")
+    return resolved
 
 
 def image_channels(cfg, arch):
@@ -148,7 +67,7 @@ def image_channels(cfg, arch):
 
     A grayscale arch (in_channels 1, e.g. searched on Fashion-MNIST) on colour images gets a
     3-channel stem: its 1-channel stem weights are spread over R, G and B (each w / 3, so the
-    stem sees the mean of the channels, i.e. a gray image), see weights.py. Any other
+    stem sees the mean of the channels, i.e. a gray image), see classification_loading.py. Any other
     mismatch is refused with the fix."""
     channels = len(cfg.MODEL.PIXEL_MEAN)
     if arch.in_channels == 1 and channels == 3:
@@ -169,39 +88,10 @@ def image_channels(cfg, arch):
     return channels
 
 
-@dataclasses.dataclass
-class DetectionStage:
-    """One stage of the arch usable for detection: its blocks, output width and stride."""
-
-    index: int
-    blocks: list
-    channels: int
-    stride: int
-
-    @property
-    def name(self):
-        return f"stage{self.index}"
-
-
-def _pools_globally(op):
-    builder = BLOCK_REGISTRY.get(op)
-    target = getattr(builder, "func", builder)
-    return isinstance(target, type) and issubclass(target, InvertedPool)
-
-
 def detection_stages(arch):
-    """The arch's stages before the first one holding a global-pool block, in order."""
-    by_stage = collections.defaultdict(list)
-    for block in arch.blocks():
-        by_stage[block.stage].append(block)
-    stages, stride = [], 1
-    for index in sorted(by_stage):
-        blocks = by_stage[index]
-        if any(_pools_globally(b.op) for b in blocks):
-            break
-        for b in blocks:
-            stride *= b.stride
-        stages.append(DetectionStage(index, blocks, blocks[-1].out_channels, stride))
+    """The arch's Stages (mobile_cv_nas.arch.builder) before the first one holding a
+    global-pool block, in order."""
+    stages = spatial_stages(arch)
     if not stages:
         raise DetectionConfigError(f"Arch {arch.name!r} has no stage before its global pooling.")
     return stages
@@ -211,34 +101,9 @@ def describe_features(stages):
     return ", ".join(f"{s.name} (stride {s.stride}, {s.channels} channels)" for s in stages)
 
 
-def build_stage_blocks(arch, stages, in_channels, kind):
-    """nn.Sequential of the blocks of `stages` (DetectionStage list), named as officially
-    (`xif<stage>_<block>`), taking `in_channels`; `kind` a norm kind (see `norm_kind`; None:
-    the arch's own norms)."""
-    blocks = collections.OrderedDict()
-    channels = in_channels
-    for stage in stages:
-        for block in stage.blocks:
-            builder = BLOCK_REGISTRY.get(block.op)
-            kwargs = block_kwargs(arch, block, _block_norm(kind))
-            blocks[block.name] = builder(channels, block.out_channels, **kwargs)
-            channels = block.out_channels
-    return convert_norms(nn.Sequential(blocks), kind)
-
-
-def freeze_module(module):
-    """requires_grad=False for every parameter and every batch norm made a FrozenBatchNorm2d;
-    returns the module to use in its place."""
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
-
-
-# --------------------------------------------------------------------------- the backbone
-
-
-class FBNetV2Backbone(Backbone):
-    """The arch's stages up to the last wanted feature, returning {feature: map}.
+class FBNetV2Backbone(FBNetBackbone, Backbone):
+    """The arch builder's FBNetBackbone, up to the last wanted feature, as a detectron2
+    Backbone returning {feature: map}.
 
     Args:
         arch_def: an ArchDef or mapping (the schema of mobile_cv_nas/arch/schema.py).
@@ -249,24 +114,20 @@ class FBNetV2Backbone(Backbone):
     """
 
     def __init__(self, arch_def, out_features, in_channels=None, norm="BN", freeze_at=0):
-        super().__init__()
         arch = parse_arch_def(arch_def)
-        if in_channels is not None and in_channels != arch.in_channels:
-            arch = dataclasses.replace(arch, in_channels=in_channels)
-        self.arch_def = arch
-        self.in_channels = arch.in_channels
         stages = detection_stages(arch)
-        by_name = {s.name: s for s in stages}
         wanted = self._check_out_features(out_features, stages, arch)
-        wanted = sorted({by_name[f].index: by_name[f] for f in wanted}.values(), key=_index)
-        last = wanted[-1].index
-        self.built_stages = [s for s in stages if s.index <= last]
-        kind = norm_kind(norm)
-        self.stages = build_stage_blocks(arch, self.built_stages, arch.in_channels, kind)
-        self._out_features = [s.name for s in wanted]
-        self._out_feature_channels = {s.name: s.channels for s in wanted}
-        self._out_feature_strides = {s.name: s.stride for s in wanted}
-        self._feature_after = {s.blocks[-1].name: s.name for s in wanted}
+        last = max(i for i, s in enumerate(stages) if s.name in wanted)
+        super().__init__(
+            arch,
+            in_channels=in_channels,
+            out_features=[s.name for s in stages if s.name in wanted],
+            norm=config_norm(norm),
+            stage_range=(0, last + 1),
+        )
+        self._out_features = list(self.out_features)
+        self._out_feature_channels = {f: self.feature_channels[f] for f in self._out_features}
+        self._out_feature_strides = {f: self.feature_strides[f] for f in self._out_features}
         self.freeze_at = 0
         self.freeze(freeze_at)
 
@@ -285,18 +146,18 @@ class FBNetV2Backbone(Backbone):
                 f"{describe_features(stages)} (its later stages pool globally: classifier "
                 f"only)."
             )
-        return list(out_features)
+        return set(out_features)
 
     @property
     def stage_names(self):
         """The names of the stages this backbone holds, in order."""
-        return [s.name for s in self.built_stages]
+        return list(self.stage_blocks)
 
     def freeze(self, freeze_at):
         """Freeze stages 0 ... freeze_at-1 (0: nothing; 1: the stem, stage0; ...): their
-        parameters get requires_grad=False and their batch norms become FrozenBatchNorm2d.
-        Stages already frozen stay frozen. Returns self."""
-        n = len(self.built_stages)
+        parameters get requires_grad=False and their batch norms become detectron2's
+        FrozenBatchNorm2d. Stages already frozen stay frozen. Returns self."""
+        n = len(self.stage_blocks)
         if isinstance(freeze_at, bool) or not isinstance(freeze_at, int) or not 0 <= freeze_at:
             raise DetectionConfigError(
                 f"MODEL.BACKBONE.FREEZE_AT: must be an integer >= 0, got {freeze_at!r}."
@@ -307,10 +168,11 @@ class FBNetV2Backbone(Backbone):
                 f"({', '.join(self.stage_names)}); FREEZE_AT k freezes stages 0 ... k-1, so it "
                 f"may be at most {n}."
             )
-        for stage in self.built_stages[:freeze_at]:
-            for block in stage.blocks:
-                module = getattr(self.stages, block.name)
-                setattr(self.stages, block.name, freeze_module(module))
+        for stage in self.stage_names[:freeze_at]:
+            for name in self.stage_blocks[stage]:
+                block = getattr(self.stages, name)
+                block.requires_grad_(False)
+                setattr(self.stages, name, freeze_norms(block, FrozenBatchNorm2d))
         self.freeze_at = max(self.freeze_at, freeze_at)
         return self
 
@@ -320,25 +182,7 @@ class FBNetV2Backbone(Backbone):
                 f"{type(self).__name__} of arch {self.arch_def.name!r} takes (N, "
                 f"{self.in_channels}, H, W) images, got shape {tuple(x.shape)}."
             )
-        outputs = {}
-        for name, block in self.stages.named_children():
-            x = block(x)
-            feature = self._feature_after.get(name)
-            if feature is not None:
-                outputs[feature] = x
-        return outputs
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
-
-
-def _index(stage):
-    return stage.index
+        return super().forward(x)
 
 
 class FBNetV2FPN(FPN):
@@ -389,18 +233,32 @@ def _fpn_features(cfg, stages, arch, strides, what):
     return own or theirs or _by_stride(stages, strides, arch, what)
 
 
-def _fpn_bottom_up(cfg, strides, what):
-    arch = resolve_arch(cfg)
-    channels = image_channels(cfg, arch)
-    stages = detection_stages(arch)
-    features = _fpn_features(cfg, stages, arch, strides, what)
+def _bottom_up(cfg, arch, features):
+    """The FBNetV2Backbone of the config's arch giving `features`."""
     return FBNetV2Backbone(
         arch,
         features,
-        in_channels=channels,
+        in_channels=image_channels(cfg, arch),
         norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
     )
+
+
+def _fpn(cfg, strides, what, top_block):
+    """detectron2's FPN (MODEL.FPN.*) over the FBNetV2Backbone's features; `top_block` is
+    called with the bottom-up backbone."""
+    arch, _ = resolve_arch(cfg)
+    features = _fpn_features(cfg, detection_stages(arch), arch, strides, what)
+    bottom_up = _bottom_up(cfg, arch, features)
+    backbone = FBNetV2FPN(
+        bottom_up=bottom_up,
+        in_features=bottom_up._out_features,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=top_block(bottom_up),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+    return check_consumers(cfg, backbone)
 
 
 def _consumers(cfg):
@@ -435,7 +293,7 @@ def check_consumers(cfg, backbone):
 def build_fbnetv2_c4_backbone(cfg, input_shape=None):
     """One feature for C4-style detectors: MODEL.MOBILE_CV_NAS.OUT_FEATURES (one name) or the
     last stride-16 stage; its stages after it form FBNetV2C4ROIHeads' box head."""
-    arch = resolve_arch(cfg)
+    arch, _ = resolve_arch(cfg)
     stages = detection_stages(arch)
     features = list(cfg.MODEL.MOBILE_CV_NAS.OUT_FEATURES) or _by_stride(stages, [16], arch, "C4")
     if len(features) != 1:
@@ -443,51 +301,27 @@ def build_fbnetv2_c4_backbone(cfg, input_shape=None):
             f"MODEL.MOBILE_CV_NAS.OUT_FEATURES {features}: the C4 backbone gives one feature; name "
             f"one of {describe_features(stages)} (default: the last stride-16 stage)."
         )
-    channels = image_channels(cfg, arch)
-    backbone = FBNetV2Backbone(
-        arch,
-        features,
-        in_channels=channels,
-        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
-        freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
-    )
-    return check_consumers(cfg, backbone)
+    return check_consumers(cfg, _bottom_up(cfg, arch, features))
 
 
 @BACKBONE_REGISTRY.register()
 def build_fbnetv2_fpn_backbone(cfg, input_shape=None):
     """detectron2's FPN (MODEL.FPN.*) over the stride 4/8/16/32 stages (p2-p5) plus p6 by
     max pooling; size_divisibility 32."""
-    bottom_up = _fpn_bottom_up(cfg, (4, 8, 16, 32), "FPN")
-    backbone = FBNetV2FPN(
-        bottom_up=bottom_up,
-        in_features=bottom_up._out_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
-    return check_consumers(cfg, backbone)
+    return _fpn(cfg, (4, 8, 16, 32), "FPN", lambda bottom_up: LastLevelMaxPool())
 
 
 @BACKBONE_REGISTRY.register()
 def build_fbnetv2_retinanet_backbone(cfg, input_shape=None):
     """detectron2's FPN over the stride 8/16/32 stages (p3-p5) plus p6, p7 (LastLevelP6P7 from
     the stride-32 stage's output); size_divisibility 32."""
-    bottom_up = _fpn_bottom_up(cfg, (8, 16, 32), "RetinaNet FPN")
-    last = bottom_up._out_features[-1]
-    top_block = LastLevelP6P7(
-        bottom_up.output_shape()[last].channels, cfg.MODEL.FPN.OUT_CHANNELS, in_feature=last
-    )
-    backbone = FBNetV2FPN(
-        bottom_up=bottom_up,
-        in_features=bottom_up._out_features,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=top_block,
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
-    return check_consumers(cfg, backbone)
+
+    def p6_p7(bottom_up):
+        last = bottom_up._out_features[-1]
+        channels = bottom_up.output_shape()[last].channels
+        return LastLevelP6P7(channels, cfg.MODEL.FPN.OUT_CHANNELS, in_feature=last)
+
+    return _fpn(cfg, (8, 16, 32), "RetinaNet FPN", p6_p7)
 
 
 #: The names this module registers in detectron2's BACKBONE_REGISTRY.

@@ -5,21 +5,19 @@
 
     cfg = add_fbnetv2_config(get_cfg())
 
-Keys (defaults in brackets):
+Keys (defaults in brackets). `ARCH`, `ARCH_DEF`, `WIDTH_DIVISOR` and `NORM` are the project's
+one arch namespace (mobile_cv_nas.config.arch, shared with classification; resolved by
+`mobile_cv_nas.config.resolve_arch`, whose ArchConfigError names the key). In detection:
 
-* `ARCH` [""]: the backbone's architecture: a model zoo name (`model_zoo.list_models()`, a
-  built-in or user-catalog model, any letter case) or an arch YAML file (a path ending in
-  .yaml/.yml, or any existing file). Empty: the inline `ARCH_DEF`.
-* `ARCH_DEF` [{}]: an inline arch def (the schema of mobile_cv_nas/arch/schema.py), used when
-  `ARCH` is empty.
-* `WIDTH_DIVISOR` [0]: rounding of the mid and SE widths; 0 keeps the arch's. Another value
-  changes the widths, so the ImageNet weights then no longer fit.
 * `NORM` ["BN"]: the norm of every backbone block (and of the C4 box head's stages), as
   detectron2 names them: "BN", "SyncBN" (torch's SyncBatchNorm), "naiveSyncBN" (detectron2's
   NaiveSyncBatchNorm), "FrozenBN" (detectron2's FrozenBatchNorm2d everywhere: statistics and
   affine fixed), "GN" (group norm with gcd(32, channels) groups, so every mobile width works);
-  the project's spellings "bn", "sync_bn", "frozen_bn", "gn" too; "" keeps the arch def's own.
-  Batch-norm weights load into every kind of batch norm.
+  the project's spellings "bn", "sync_bn", "naive_sync_bn", "frozen_bn", "gn" too; "" keeps the
+  arch def's own. Batch-norm weights load into every kind of batch norm.
+
+Detection adds:
+
 * `OUT_FEATURES` [[]]: the bottom-up features the backbone returns, by the arch's stage names:
   `stage<i>` is the output of the last block of stage i (as in `model_zoo.get(...,
   out_features=...)`). A published FBNetV2 has stage0 (stride 2, the stem), stage1 (2),
@@ -41,8 +39,9 @@ detectron2's FrozenBatchNorm2d (eval-mode statistics); everything after it is un
 be at most the number of stages in the backbone (the C4 box head's stages are never frozen).
 """
 
-import copy
 import difflib
+
+from ..config.arch import add_arch_config
 
 #: The default rows of FBNetV2BlockBoxHead (pooled RoIs of 7x7 -> 4x4 -> pooled to a vector).
 DEFAULT_BOX_HEAD_BLOCKS = (
@@ -56,46 +55,16 @@ class DetectionConfigError(ValueError):
     key and the fix."""
 
 
-def _defaults(cfg):
-    return {
-        "ARCH": "",
-        "ARCH_DEF": type(cfg)(new_allowed=True),
-        "WIDTH_DIVISOR": 0,
-        "NORM": "BN",
+def add_fbnetv2_config(cfg):
+    """Add the `MODEL.MOBILE_CV_NAS.*` keys (the arch keys of `add_arch_config`, plus
+    OUT_FEATURES, HEAD_NORM, BOX_HEAD_BLOCKS; see the module docstring) to a detectron2 CfgNode
+    and return it. Idempotent: keys already there keep their values."""
+    detection = {
         "OUT_FEATURES": [],
         "HEAD_NORM": "BN",
         "BOX_HEAD_BLOCKS": [dict(row) for row in DEFAULT_BOX_HEAD_BLOCKS],
     }
-
-
-def add_fbnetv2_config(cfg):
-    """Add the `MODEL.MOBILE_CV_NAS.*` keys (see the module docstring) to a detectron2 CfgNode and
-    return it. Idempotent: keys already there keep their values."""
-    if "MOBILE_CV_NAS" not in cfg.MODEL:
-        cfg.MODEL.MOBILE_CV_NAS = type(cfg)()
-    node = cfg.MODEL.MOBILE_CV_NAS
-    for key, value in _defaults(cfg).items():
-        if key not in node:
-            node[key] = value
-    return cfg
-
-
-def node_to_dict(node):
-    """A plain dict (deep copy) of a CfgNode, e.g. the inline ARCH_DEF."""
-    if isinstance(node, dict):
-        return {k: node_to_dict(v) for k, v in node.items()}
-    return copy.deepcopy(node)
-
-
-def require_fbnetv2_config(cfg):
-    """The MODEL.MOBILE_CV_NAS node; a clear error when add_fbnetv2_config was not called."""
-    node = cfg.MODEL.get("MOBILE_CV_NAS")
-    if node is None:
-        raise DetectionConfigError(
-            "The config has no MODEL.MOBILE_CV_NAS keys: call "
-            "mobile_cv_nas.detection.add_fbnetv2_config(cfg) before merging the config file."
-        )
-    return node
+    return add_arch_config(cfg, extra=detection)
 
 
 def _registries(cfg):

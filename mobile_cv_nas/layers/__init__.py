@@ -2,7 +2,7 @@
 
 from .activations import HSigmoid, HSwish, build_activation
 from .conv_bn_act import ConvBNAct
-from .norm import build_norm, norm_name
+from .norm import build_norm, freeze_norms, norm_name, resolve_norm
 from .rounding import make_divisible
 from .shuffle import ChannelShuffle
 from .squeeze_excite import SqueezeExcite
@@ -14,6 +14,8 @@ __all__ = [
     "ConvBNAct",
     "build_norm",
     "norm_name",
+    "resolve_norm",
+    "freeze_norms",
     "SqueezeExcite",
     "ChannelShuffle",
     "make_divisible",
