@@ -1,5 +1,6 @@
-"""Shared test setup: one torch thread, fixed seeds, the reference data in tests/data, and
-(when the environment variable CI is set) a failing exit status for any skipped test."""
+"""Shared test setup: one torch thread, fixed seeds, the reference data in tests/data, what
+several tests reuse (built once a session: the shared search run, zoo models), and (when the
+environment variable CI is set) a failing exit status for any skipped test."""
 
 import os
 import random
@@ -33,6 +34,39 @@ def data_dir():
 @pytest.fixture(scope="session")
 def repo_root():
     return REPO_ROOT
+
+
+# ------------------------------------------------------------------ shared, built once a session
+# What several tests reuse because building it is slow. Tests only read these objects (copy
+# them to change anything).
+
+
+@pytest.fixture(scope="session")
+def shared_search_run(tmp_path_factory):
+    """The OUTPUT_DIR of a finished search (engine_helpers.SEARCH_OPTS, seed 0), run once per
+    test session."""
+    from engine_helpers import search_argv, train_net
+
+    out = tmp_path_factory.mktemp("shared_search") / "run"
+    status, err = train_net(search_argv(out))
+    assert status == 0, err
+    return out
+
+
+@pytest.fixture(scope="session")
+def zoo_model():
+    """`zoo_model(name)`: the zoo classifier `name` (random weights, eval mode), built once per
+    session (building is the slow part)."""
+    from mobile_cv_nas import model_zoo
+
+    models = {}
+
+    def get(name):
+        if name not in models:
+            models[name] = model_zoo.get(name).eval()
+        return models[name]
+
+    return get
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ pixels): only the data, the device, the length, the batch and the norm are overr
 ImageNet search recipes are also checked against the paper's Sec. 4.1 without running them."""
 
 import contextlib
-import functools
-import importlib.util
 import io
 import json
 import math
@@ -18,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from detectron2.engine import default_argument_parser
+from engine_helpers import tool
 from PIL import Image
 
 from mobile_cv_nas.arch import load_arch_def
@@ -55,15 +54,6 @@ COMMON_OPTS = [
 
 def _rel(path):
     return str(path.relative_to(REPO_ROOT))
-
-
-@functools.cache
-def _train_net():
-    """tools/train_net.py as a module (the tools folder is not a package), loaded once."""
-    spec = importlib.util.spec_from_file_location("_train_net", REPO_ROOT / "tools/train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _shipped(path):
@@ -127,7 +117,7 @@ def test_config_runs(path, image_folder, tmp_path, no_network):
     err = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stderr(err):
-        status = _train_net().cli(argv)
+        status = tool("train_net").cli(argv)
     seconds = time.perf_counter() - start
     assert status == 0, err.getvalue()[-5000:]
     assert not no_network
