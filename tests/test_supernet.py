@@ -28,6 +28,9 @@ from mobile_cv_nas.search.testing import (
     subsampled,
 )
 
+#: The paper-scale (full-size F/L/P) cases: `-m "not slow"` leaves them out (pytest.ini).
+SLOW = pytest.mark.slow
+
 
 def _per_block(name):
     data = load_search_space(name).to_dict()
@@ -63,7 +66,10 @@ def test_cost_term_alone_reaches_every_width_and_resolution_alpha():
             assert decision.alpha.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("space", ["tiny", "fbnetv2_f", "per_block_f"])
+@pytest.mark.parametrize(
+    "space",
+    ["tiny", pytest.param("fbnetv2_f", marks=SLOW), pytest.param("per_block_f", marks=SLOW)],
+)
 def test_argmax_supernet_is_the_derived_model_at_its_exact_cost(space):
     space = _per_block("fbnetv2_f") if space == "per_block_f" else space
     for seed in (0, 1):
@@ -139,6 +145,7 @@ def test_derive_from_f_space_yields_the_favoured_architecture():
     assert model(torch.zeros(1, 3, arch.input_size, arch.input_size)).shape == (1, 1000)
 
 
+@SLOW  # the full-size F/L/P supernets at 224-288 pixels
 @pytest.mark.parametrize("space", ["fbnetv2_f", "fbnetv2_l", "fbnetv2_p"])
 def test_paper_spaces_train_at_their_max_resolution(space):
     net = Supernet(space).train()
@@ -210,7 +217,7 @@ def test_supernet_moves_with_to():
     assert net.effective_cost().flops.dtype == torch.float64
 
 
-@pytest.mark.parametrize("space", ["tiny", "fbnetv2_f"])
+@pytest.mark.parametrize("space", ["tiny", pytest.param("fbnetv2_f", marks=SLOW)])
 def test_fvcore_effective_analysis_matches_the_loss_term(space):
     net = randomize_supernet(Supernet(space), 2)
     net.sample()  # soft Gumbel gates: every op, width and resolution contributes
