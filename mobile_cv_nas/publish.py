@@ -19,11 +19,15 @@ catalog.yaml last, so a failure leaves no half-written file and the catalog neve
 that is not there. Comments in an existing catalog.yaml are not kept.
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
 import os
 import re
 import shutil
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -256,21 +260,21 @@ def _catalog_yaml(data):
 
 
 def publish_model(
-    name,
-    arch,
-    weights,
-    catalog_dir,
+    name: str,
+    arch: ArchDef | dict[str, Any] | str | os.PathLike,
+    weights: str | os.PathLike,
+    catalog_dir: str | os.PathLike,
     *,
-    metrics=None,
-    dataset=None,
-    mean=None,
-    std=None,
-    resolution=None,
-    resize=None,
-    url=None,
-    copy_weights=True,
-    overwrite=False,
-):
+    metrics: Mapping[str, float] | None = None,
+    dataset: str | None = None,
+    mean: list[float] | tuple[float, ...] | None = None,
+    std: list[float] | tuple[float, ...] | None = None,
+    resolution: int | None = None,
+    resize: int | None = None,
+    url: str | None = None,
+    copy_weights: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Publish a model into the user catalog directory `catalog_dir`; returns its entry.
 
     Args:

@@ -25,8 +25,9 @@ property test over many architectures.
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +38,7 @@ from ..blocks.ops import PAPER_MICRO_OPS
 from ..flops import count_flops
 from .derive import derive_model
 from .resolution_sampler import subsample_indices
+from .space import SearchSpace
 from .supernet import Supernet
 
 __all__ = [
@@ -144,15 +146,15 @@ def assert_derived_computes_argmax_supernet(
 
 
 def check_derived_computes_argmax_supernet(
-    space: str | Mapping[str, Any] | Supernet,
+    space: SearchSpace | dict[str, Any] | str | os.PathLike | Supernet,
     seeds: Iterable[int] = range(3),
     batch: int = 2,
     **supernet_kwargs: Any,
 ) -> list[nn.Module]:
     """`assert_derived_computes_argmax_supernet` for each seed of `seeds`, each time with
-    `randomize_supernet(net, seed)`: a random argmax architecture of `space` (a search space
-    name, mapping or YAML path, or a built Supernet; `supernet_kwargs` go to Supernet).
-    Returns the derived models."""
+    `randomize_supernet(net, seed)`: a random argmax architecture of `space` (a SearchSpace,
+    a search-space mapping, name or YAML path, or a built Supernet; `supernet_kwargs` go to
+    Supernet). Returns the derived models."""
     net = space if isinstance(space, Supernet) else Supernet(space, **supernet_kwargs)
     return [
         assert_derived_computes_argmax_supernet(
