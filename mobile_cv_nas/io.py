@@ -4,8 +4,9 @@ Why our own cache layout instead of iopath's HTTPURLHandler: that handler rememb
 first cache folder per process and keys the cache on the URL path alone (two hosts collide).
 Here an URL is cached at `<cache>/<host>/<url path>`, a file already there is used without any
 network call (a filled cache works offline), and a download goes to a temporary folder beside
-its target and is moved into place with os.replace, so a crash never leaves a torn file. The
-transfer itself is iopath's `download`.
+its target and is moved into place with os.replace, so a crash never leaves a torn file; the
+file gets the normal mode under the umask, as every file `atomic_write` writes. The transfer
+itself is iopath's `download`.
 """
 
 import hashlib
@@ -79,6 +80,7 @@ def download(url, target):
         fetched = iopath_download.download(
             url, tmp_dir, filename=name, progress=sys.stderr.isatty()
         )
+        os.chmod(fetched, _normal_mode())  # as atomic_write's files, whatever made it
         os.replace(fetched, target)
     except Exception as e:
         raise DownloadError(url, target, _reason(e)) from None
@@ -124,26 +126,47 @@ def load_yaml(path, what, error=ValueError):
         raise error(f"{what} file {path!r} is not valid YAML: {e}") from None
 
 
+def stage_write(path, write, mode="wb"):
+    """The first half of `atomic_write`: call `write(file)` on a new temporary file beside
+    `path` (same folder, so os.replace is atomic) and return its name; the caller moves it into
+    place with os.replace (or removes it). The file has the normal mode under the umask (0644
+    by default, not mkstemp's private 0600) and is flushed to disk. For writes of several files
+    that must all succeed before any replaces its target (publish_model); on failure the
+    temporary is removed."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, mode) as f:
+            os.chmod(tmp, _normal_mode())  # mkstemp's file is private (0600)
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        _remove(tmp)
+        raise
+    return tmp
+
+
 def atomic_write(path, write, mode="wb"):
     """Write `path` by calling `write(file)` on a temporary file that then replaces it.
 
     The one atomic write of the project (checkpoints, published files, pictures, caches): a
     reader sees the old file or the new one, never half of one, and the file gets the normal
     mode under the umask (0644 by default), not mkstemp's private 0600."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    tmp = stage_write(path, write, mode)
     try:
-        with os.fdopen(fd, mode) as f:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's file is private (0600)
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
         raise
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
 
 
 def write_json(path, data):
@@ -153,7 +176,8 @@ def write_json(path, data):
     )
 
 
-def _umask():
+def _normal_mode():
+    """The mode open() gives a new file: 0666 less the umask (0644 under the usual 022)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask

@@ -21,11 +21,16 @@ to its catalog directory. A model or alias name (case-insensitively) may be defi
 catalog only: a name in two catalogs is an error naming both files.
 """
 
+from __future__ import annotations
+
 import copy
 import dataclasses
 import difflib
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import torch.nn as nn
 
 from .arch import build_backbone, build_model, load_arch_def, load_checkpoint
 from .data_files import model_zoo_dir
@@ -297,18 +302,19 @@ def weights_location(info):
 
 
 def get(
-    name,
-    pretrained=False,
-    weights=None,
-    cache_dir=None,
-    num_classes=None,
-    features_only=False,
-    out_features=None,
-    trusted=False,
-    sha256=None,
-    norm=None,
-):
-    """Build a zoo model by name.
+    name: str,
+    pretrained: bool = False,
+    weights: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    features_only: bool = False,
+    out_features: Sequence[str] | None = None,
+    trusted: bool = False,
+    sha256: str | None = None,
+    norm: str | Callable[[int], nn.Module] | None = None,
+) -> nn.Module:
+    """Build a zoo model by name: a classifier (`arch.FBNetClassifier`), or with
+    `features_only` / `out_features` a backbone (`arch.FBNetBackbone`).
 
     Args:
         pretrained: load the catalog's weights (or `weights`, a local path/URL override).

@@ -13,17 +13,21 @@ A catalog directory holds `catalog.yaml` (the schema of model_zoo/catalog.yaml),
 `archs/<name>.yaml` and `weights/<name>.pth`. Everything is checked before anything is
 written: the name (unique across the built-in and every registered catalog, case-insensitively),
 the arch def, and that the weights load strictly into the model the arch builds. The files are
-then written to temporary names beside their targets and moved into place with os.replace,
+then staged beside their targets (mobile_cv_nas.io.stage_write, the first half of the project's
+one atomic write: normal file modes) and moved into place with os.replace,
 catalog.yaml last, so a failure leaves no half-written file and the catalog never names a file
 that is not there. Comments in an existing catalog.yaml are not kept.
 """
+
+from __future__ import annotations
 
 import copy
 import dataclasses
 import os
 import re
 import shutil
-import tempfile
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -38,7 +42,7 @@ from .arch import (
     parse_arch_def,
 )
 from .flops import count_flops
-from .io import DownloadError, local_path, sha256sum
+from .io import DownloadError, local_path, sha256sum, stage_write
 from .validation import check_positive_int
 
 #: A model name: a letter or underscore, then letters, digits, `_` or `-` (it names files).
@@ -192,22 +196,15 @@ def _load_weights(weights, name, arch):
     return file, model.eval()
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 class _AtomicWrites:
-    """Files written to temporary names beside their targets, moved into place in `commit`
-    (in the order added); on failure every temporary, every file moved into a new place and
-    every directory created are removed."""
+    """Files staged beside their targets (io.stage_write: normal mode, on disk), moved into
+    place in `commit` (in the order added); on failure every staged file, every file moved into
+    a new place and every directory created are removed."""
 
     def __init__(self):
         self.pending = []  # (temporary, target)
         self.created = []  # directories made, in order
         self.placed = []  # targets that did not exist before commit
-        self.mode = 0o666 & ~_umask()
 
     def makedirs(self, path):
         parent = os.path.dirname(path)
@@ -217,24 +214,20 @@ class _AtomicWrites:
             os.mkdir(path)
             self.created.append(path)
 
-    def _temporary(self, target):
+    def _stage(self, target, write, mode):
         self.makedirs(os.path.dirname(target))
-        fd, tmp = tempfile.mkstemp(
-            prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
-        )
-        os.close(fd)
-        self.pending.append((tmp, target))
-        os.chmod(tmp, self.mode)
-        return tmp
+        self.pending.append((stage_write(target, write, mode), target))
+        return self.pending[-1][0]
 
     def text(self, target, text):
-        with open(self._temporary(target), "w") as f:
-            f.write(text)
+        self._stage(target, lambda f: f.write(text), "w")
 
     def copy(self, target, source, sha256):
-        tmp = self._temporary(target)
-        shutil.copyfile(source, tmp)
-        if sha256sum(tmp) != sha256:
+        def write(f):
+            with open(source, "rb") as src:
+                shutil.copyfileobj(src, f)
+
+        if sha256sum(self._stage(target, write, "wb")) != sha256:
             raise PublishError(f"Copying {source} to {target} changed its content; retry.")
 
     def commit(self):
@@ -267,21 +260,21 @@ def _catalog_yaml(data):
 
 
 def publish_model(
-    name,
-    arch,
-    weights,
-    catalog_dir,
+    name: str,
+    arch: ArchDef | dict[str, Any] | str | os.PathLike,
+    weights: str | os.PathLike,
+    catalog_dir: str | os.PathLike,
     *,
-    metrics=None,
-    dataset=None,
-    mean=None,
-    std=None,
-    resolution=None,
-    resize=None,
-    url=None,
-    copy_weights=True,
-    overwrite=False,
-):
+    metrics: Mapping[str, float] | None = None,
+    dataset: str | None = None,
+    mean: list[float] | tuple[float, ...] | None = None,
+    std: list[float] | tuple[float, ...] | None = None,
+    resolution: int | None = None,
+    resize: int | None = None,
+    url: str | None = None,
+    copy_weights: bool = True,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Publish a model into the user catalog directory `catalog_dir`; returns its entry.
 
     Args:

@@ -1,5 +1,6 @@
-"""Shared test setup: one torch thread, fixed seeds, the reference data in tests/data, and
-(when the environment variable CI is set) a failing exit status for any skipped test."""
+"""Shared test setup: one torch thread, fixed seeds, the reference data in tests/data, what
+several tests reuse (built once a session: the shared search run, zoo models), and (when the
+environment variable CI is set) a failing exit status for any skipped test."""
 
 import os
 import random
@@ -35,6 +36,39 @@ def repo_root():
     return REPO_ROOT
 
 
+# ------------------------------------------------------------------ shared, built once a session
+# What several tests reuse because building it is slow. Tests only read these objects (copy
+# them to change anything).
+
+
+@pytest.fixture(scope="session")
+def shared_search_run(tmp_path_factory):
+    """The OUTPUT_DIR of a finished search (engine_helpers.SEARCH_OPTS, seed 0), run once per
+    test session."""
+    from engine_helpers import search_argv, train_net
+
+    out = tmp_path_factory.mktemp("shared_search") / "run"
+    status, err = train_net(search_argv(out))
+    assert status == 0, err
+    return out
+
+
+@pytest.fixture(scope="session")
+def zoo_model():
+    """`zoo_model(name)`: the zoo classifier `name` (random weights, eval mode), built once per
+    session (building is the slow part)."""
+    from mobile_cv_nas import model_zoo
+
+    models = {}
+
+    def get(name):
+        if name not in models:
+            models[name] = model_zoo.get(name).eval()
+        return models[name]
+
+    return get
+
+
 @pytest.fixture
 def no_network(monkeypatch):
     """Make any network connection (and iopath's downloader) fail loudly. The fixture's value
@@ -62,22 +96,24 @@ def pytest_report_header(config):
 
 # Under CI a skipped test is a failure: a skip there means a check silently did not run.
 # The skips are read from the terminal reporter's tally (xfails are tallied apart), which sees
-# every test of the run, wherever it lives.
+# every test of the run, wherever it lives. So is a deselected one (-m "not slow", -k): CI runs
+# every tier.
 _IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 
-def _skipped_reports(config):
+def _tally(config, kind):
     reporter = config.pluginmanager.get_plugin("terminalreporter")
-    return reporter.stats.get("skipped", []) if reporter is not None else []
+    return reporter.stats.get(kind, []) if reporter is not None else []
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _IN_CI and exitstatus == pytest.ExitCode.OK and _skipped_reports(session.config):
+    not_run = _tally(session.config, "skipped") + _tally(session.config, "deselected")
+    if _IN_CI and exitstatus == pytest.ExitCode.OK and not_run:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter, config):
-    skipped = _skipped_reports(config)
+    skipped = _tally(config, "skipped")
     if _IN_CI and skipped:
         terminalreporter.section(
             f"CI is set: {len(skipped)} skipped test(s) fail the run", red=True, bold=True
@@ -85,3 +121,11 @@ def pytest_terminal_summary(terminalreporter, config):
         for report in skipped:
             reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else report.longrepr
             terminalreporter.write_line(f"SKIPPED {report.nodeid}: {reason}")
+    deselected = _tally(config, "deselected")
+    if _IN_CI and deselected:
+        terminalreporter.section(
+            f"CI is set: {len(deselected)} deselected test(s) fail the run (CI runs every tier: "
+            f"no -m or -k)",
+            red=True,
+            bold=True,
+        )

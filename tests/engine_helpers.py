@@ -1,6 +1,7 @@
 """Helpers shared by the tests of tools/train_net.py and the engine: the command line run
-in-process, tiny search/train settings on the embedded Fashion-MNIST subset, a finished
-search run shared by every test of the session, and snapshots of output folders."""
+in-process, tiny search/train settings on the embedded Fashion-MNIST subset, and snapshots of
+output folders. The search run shared by every test of the session is conftest.py's
+`shared_search_run` fixture."""
 
 import contextlib
 import hashlib
@@ -42,13 +43,12 @@ def load_tool(name):
     return module
 
 
-_TOOLS = {}
-
-
 def tool(name):
-    if name not in _TOOLS:
-        _TOOLS[name] = load_tool(name)
-    return _TOOLS[name]
+    """tools/<name>.py loaded once, as an import is: kept in sys.modules (as `_tool_<name>`)."""
+    module = sys.modules.get(f"_tool_{name}")
+    if module is None:
+        module = sys.modules[f"_tool_{name}"] = load_tool(name)
+    return module
 
 
 def train_net(argv):
@@ -80,20 +80,6 @@ def start_train_net(argv, log_file):
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
-
-
-_SHARED = {}
-
-
-def shared_search_run(tmp_path_factory):
-    """A finished search (SEARCH_OPTS, seed 0), run once per test session: its OUTPUT_DIR.
-    Tests only read it (copy it to change anything)."""
-    if "search" not in _SHARED:
-        out = tmp_path_factory.mktemp("shared_search") / "run"
-        status, err = train_net(search_argv(out))
-        assert status == 0, err
-        _SHARED["search"] = out
-    return _SHARED["search"]
 
 
 def final_alphas(out, name="checkpoint_final.pth"):

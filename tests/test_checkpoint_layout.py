@@ -34,16 +34,6 @@ def reference_archs(data_dir):
         return yaml.safe_load(f)["models"]
 
 
-_models = {}
-
-
-def zoo_model(name):
-    """One classifier per name for the whole module (building is the slow part)."""
-    if name not in _models:
-        _models[name] = model_zoo.get(name).eval()
-    return _models[name]
-
-
 def layout(model):
     return [(k, list(v.shape)) for k, v in model.state_dict().items()]
 
@@ -117,7 +107,7 @@ def diff(ours, expected):
 
 
 @pytest.mark.parametrize("name", ["FBNetV2_F1", "FBNetV2_L1"])
-def test_state_dict_equals_official_listing(name, data_dir):
+def test_state_dict_equals_official_listing(name, data_dir, zoo_model):
     """Every key and shape of the official checkpoint, in order (so strict loading works)."""
     expected = read_listing(data_dir / "checkpoint_layouts" / f"{name}.txt")
     ours = layout(zoo_model(name))
@@ -133,7 +123,7 @@ def test_reference_derivation_reproduces_listing(name, data_dir, reference_archs
 
 
 @pytest.mark.parametrize("name", ALL_ARCHS)
-def test_state_dict_matches_resolved_blocks(name, reference_archs):
+def test_state_dict_matches_resolved_blocks(name, reference_archs, zoo_model):
     """The state_dict the official builder makes for each published arch, entry for entry."""
     assert name in reference_archs
     expected = expected_layout(reference_archs[name])
@@ -174,7 +164,7 @@ def _check_conv(container, d, where):
 
 
 @pytest.mark.parametrize("name", ALL_ARCHS)
-def test_block_structure_matches_resolved_blocks(name, reference_archs):
+def test_block_structure_matches_resolved_blocks(name, reference_archs, zoo_model):
     """Strides, activations, residuals and SE gates as the official builder makes them."""
     ref = reference_archs[name]
     stages = zoo_model(name).backbone.stages
@@ -223,7 +213,7 @@ def test_input_size_matches_reference(name, reference_archs):
 
 
 @pytest.mark.parametrize("name", ALL_ARCHS)
-def test_zero_last_bn_gamma_init(name, reference_archs):
+def test_zero_last_bn_gamma_init(name, reference_archs, zoo_model):
     """`zero_last_bn_gamma` zeroes the pwl BN gamma only in residual blocks, as officially."""
     ref = reference_archs[name]
     flagged = set(ref["zero_last_bn_gamma"])  # blocks whose arch-def row sets the flag

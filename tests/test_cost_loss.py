@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from search_helpers import randomize
 
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import Supernet, derive_model
 from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range
 from mobile_cv_nas.search.cost_loss import CostLoss
+from mobile_cv_nas.search.testing import randomize_supernet
 
 # Small enough to enumerate: resolution 2 x widths 2 x 2 x ops 3 x 2 x expansion 2 = 96
 # architectures.
@@ -63,7 +63,7 @@ def test_cost_range_keeps_the_sampled_gates():
 
 
 def test_argmax_cost_is_the_derived_models_published_cost():
-    net = randomize(Supernet("fashion_mnist"), seed=7)
+    net = randomize_supernet(Supernet("fashion_mnist"), seed=7)
     model = derive_model(net, inherit=False)
     report = count_flops(model, model.arch_def.input_size)
     cost = argmax_cost(net)

@@ -213,6 +213,7 @@ def test_classification_weights_load_converted(coco, tmp_path):
     assert "roi_heads.stages: xif5_0" in log
 
 
+@pytest.mark.slow  # two spawned processes
 def test_two_cpu_processes(coco, tmp_path):
     """--num-gpus 2 on CPU: gloo, DDP without device_ids, evaluation sharded over both."""
     out = tmp_path / "run"

@@ -25,6 +25,7 @@ from mobile_cv_nas.engine.launch import _cpu_worker
 WORLD = 2
 
 
+@pytest.mark.slow  # two spawned processes
 def test_two_process_cpu_search(tmp_path):
     out, dumps = tmp_path / "out", tmp_path / "ranks"
     dumps.mkdir()

@@ -15,7 +15,6 @@ from engine_helpers import (
     TRAIN_CONFIG,
     one_line_error,
     search_argv,
-    shared_search_run,
     snapshot,
     train_net,
 )
@@ -27,8 +26,8 @@ REPO_SPACES = os.path.join(os.path.dirname(SEARCH_CONFIG), "..", "search_spaces"
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return shared_search_run(tmp_path_factory)
+def run(shared_search_run):
+    return shared_search_run
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from engine_helpers import (
     assert_same_alphas,
     final_alphas,
     search_argv,
-    shared_search_run,
     start_train_net,
     train_net,
 )
@@ -34,8 +33,8 @@ SCHEDULE = TemperatureSchedule(5.0, 0.6, 1e-3)
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    return shared_search_run(tmp_path_factory)
+def run(shared_search_run):
+    return shared_search_run
 
 
 def _records(out, name="checkpoint_final.pth"):

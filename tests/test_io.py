@@ -1,13 +1,17 @@
 """Downloads and the weights cache, against a local HTTP server (no real network): the
 <cache>/<host>/<path> layout, atomic downloads, offline use of a filled cache, short errors for
-unreachable URLs, and the weights_only/trust policy of zoo downloads."""
+unreachable URLs, and the weights_only/trust policy of zoo downloads; the one atomic write
+(io.atomic_write): the normal file mode for pictures, published files and downloads, and an
+interrupted write keeping the previous file."""
 
 import collections
 import fractions
 import functools
 import hashlib
 import http.server
+import os
 import socket
+import stat
 import threading
 from pathlib import Path
 
@@ -242,3 +246,136 @@ def test_plain_weights_load_without_trust(tmp_path):
     path = tmp_path / "model.pth"
     torch.save({"state_dict": collections.OrderedDict(w=torch.ones(2))}, path)
     assert torch.equal(read_checkpoint_state_dict(str(path))["w"], torch.ones(2))
+
+
+# --------------------------------------------------------------------------- one atomic write
+
+
+@pytest.fixture
+def umask_022():
+    """The usual umask (022), whatever the test runner's is."""
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def modes(folder):
+    """{relative path: permission bits} of every file under `folder`."""
+    return {
+        p.relative_to(folder).as_posix(): stat.S_IMODE(p.stat().st_mode)
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+def half_then_interrupt(data):
+    def write(f):
+        f.write(data[: len(data) // 2])
+        raise Interrupted
+
+    return write
+
+
+def test_atomic_write_gives_the_normal_mode_and_an_interrupted_write_keeps_the_old_file(
+    tmp_path, umask_022
+):
+    path = tmp_path / "sub" / "state.bin"
+    io.atomic_write(path, lambda f: f.write(b"old" * 100))
+    io.write_json(tmp_path / "metrics.json", {"top1": 1.5})
+    assert modes(tmp_path) == {"metrics.json": 0o644, "sub/state.bin": 0o644}  # not 0600
+    with pytest.raises(Interrupted):
+        io.atomic_write(path, half_then_interrupt(b"new" * 100))
+    assert path.read_bytes() == b"old" * 100
+    assert files_in(tmp_path) == ["metrics.json", "sub/state.bin"]  # no temporary left
+    os.umask(0o077)  # a private umask is honoured too
+    io.atomic_write(path, lambda f: f.write(b"new"))
+    assert modes(tmp_path)["sub/state.bin"] == 0o600 and path.read_bytes() == b"new"
+
+
+def test_pictures_get_the_normal_mode_and_an_interrupted_one_keeps_the_old_file(
+    tmp_path, umask_022, monkeypatch
+):
+    from mobile_cv_nas.visualization import plot_architecture, plot_search_curves
+
+    arch_png = tmp_path / "run" / "arch.png"
+    curves_png = tmp_path / "run" / "search_curves.png"
+    plot_architecture(model_zoo.get_arch_def("FBNetV2_F1"), arch_png)
+    records = [{"iter": i, "tau": 5.0 - i, "probs": {"op:a": [0.5 + 0.1 * i, 0.5 - 0.1 * i]}}
+               for i in range(3)]  # fmt: skip
+    plot_search_curves(records, curves_png)
+    assert modes(tmp_path) == {"run/arch.png": 0o644, "run/search_curves.png": 0o644}
+
+    before = arch_png.read_bytes()
+    from matplotlib.figure import Figure
+
+    real = Figure.savefig
+
+    def savefig_then_interrupt(self, f, **kwargs):
+        real(self, f, **kwargs)
+        f.truncate(f.tell() // 2)  # half of a PNG, then the process is stopped
+        raise Interrupted
+
+    monkeypatch.setattr(Figure, "savefig", savefig_then_interrupt)
+    with pytest.raises(Interrupted):
+        plot_architecture(model_zoo.get_arch_def("FBNetV2_F4"), arch_png)
+    assert arch_png.read_bytes() == before
+    assert files_in(tmp_path) == ["run/arch.png", "run/search_curves.png"]
+
+
+def _tiny_published(tmp_path, zoo, overwrite=False, seed=0):
+    from mobile_cv_nas.arch import build_model
+    from mobile_cv_nas.publish import publish_model
+
+    arch = {
+        "name": "tiny_io",
+        "input_size": 16,
+        "in_channels": 1,
+        "num_classes": 4,
+        "stages": [[{"op": "conv_k3", "out_channels": 8, "stride": 2}]],
+    }
+    torch.manual_seed(seed)
+    weights = tmp_path / f"weights_{seed}.pth"
+    torch.save({"state_dict": build_model(arch).state_dict()}, weights)
+    return publish_model("tiny_io", arch, weights, zoo, overwrite=overwrite)
+
+
+def test_published_files_get_the_normal_mode_and_an_interrupted_publish_keeps_the_old_ones(
+    tmp_path, umask_022, monkeypatch
+):
+    from mobile_cv_nas import publish
+
+    zoo = tmp_path / "zoo"
+    _tiny_published(tmp_path, zoo)
+    assert modes(zoo) == {
+        "archs/tiny_io.yaml": 0o644,
+        "catalog.yaml": 0o644,
+        "weights/tiny_io.pth": 0o644,
+    }
+    before = {p: (zoo / p).read_bytes() for p in files_in(zoo)}
+
+    def copy_half_then_interrupt(src, dst):
+        dst.write(src.read(100))
+        raise Interrupted
+
+    monkeypatch.setattr(publish.shutil, "copyfileobj", copy_half_then_interrupt)
+    with pytest.raises(Interrupted):  # the new weights are being staged
+        _tiny_published(tmp_path, zoo, overwrite=True, seed=1)
+    assert {p: (zoo / p).read_bytes() for p in files_in(zoo)} == before  # nothing replaced
+
+
+def test_a_download_gets_the_normal_mode(served, tmp_path, umask_022, monkeypatch):
+    _, base = served
+    real = io.iopath_download.download
+
+    def private(url, folder, **kwargs):
+        fetched = real(url, folder, **kwargs)
+        os.chmod(fetched, 0o600)  # whatever mode the transfer left
+        return fetched
+
+    monkeypatch.setattr("iopath.common.download.download", private)
+    local = io.local_path(f"{base}/fbnet/good/model.pth", cache_dir=tmp_path)
+    assert stat.S_IMODE(os.stat(local).st_mode) == 0o644

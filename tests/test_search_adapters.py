@@ -5,7 +5,6 @@ is refused with an error that says what is missing."""
 import pytest
 import torch
 import torch.nn as nn
-from search_helpers import assert_derived_computes_argmax_supernet, favour, randomize
 
 from mobile_cv_nas.blocks import BLOCK_REGISTRY
 from mobile_cv_nas.layers import ConvBNAct
@@ -15,6 +14,12 @@ from mobile_cv_nas.search import (
     SearchSpaceError,
     Supernet,
     layer_cost,
+)
+from mobile_cv_nas.search.testing import (
+    assert_derived_computes_argmax_supernet,
+    check_derived_computes_argmax_supernet,
+    favour,
+    randomize_supernet,
 )
 
 
@@ -83,13 +88,64 @@ def test_a_registered_block_is_searched_derived_and_counted():
     weights.step()
     assert net.decisions["op:xif1_1"].alpha.grad.abs().sum() > 0
     for seed, (c0, c1) in enumerate([(8, 16), (16, 24), (16, 16)]):
-        randomize(net, seed)
+        randomize_supernet(net, seed)
         favour(
             net, **{"op:xif1_0": "test_dw_pw", "op:xif1_1": "test_dw_pw", "out:1": c0, "out:2": c1}
         )
         model = assert_derived_computes_argmax_supernet(net)  # outputs and exact cost
         assert [row["op"] for row in model.arch_def.stages[1]] == ["test_dw_pw"] * 2
         assert isinstance(model.backbone.stages.xif1_1, DwPw)
+
+
+class Miscounted(DwPw):
+    pass
+
+
+class Uninherited(DwPw):
+    pass
+
+
+@SEARCH_OP_REGISTRY.register()
+class MiscountedAdapter(DwPwAdapter):
+    block_type = Miscounted
+
+    def costs(self, block, ctx, shape):
+        return super().costs(block, ctx, shape)[1:]  # forgets the depthwise conv
+
+
+@SEARCH_OP_REGISTRY.register()
+class UninheritedAdapter(DwPwAdapter):
+    block_type = Uninherited
+
+    def inherit(self, block, target, ctx):
+        pass  # the derived block keeps its own initial weights
+
+
+BLOCK_REGISTRY.register_variant("test_miscounted", Miscounted)
+BLOCK_REGISTRY.register_variant("test_uninherited", Uninherited)
+
+
+@pytest.mark.parametrize(
+    "op, words",
+    [
+        ("test_dw_pw", None),
+        ("test_miscounted", ["effective flops", "check the adapter's costs"]),
+        ("test_uninherited", ["outputs differ", "check the adapter's mask, derive and inherit"]),
+    ],
+)
+def test_the_adapter_check_of_search_testing_catches_broken_adapters(op, words):
+    """mobile_cv_nas.search.testing, the check offered to adapter authors: a correct adapter
+    passes over random architectures; a wrong cost or a missing weight copy is caught and
+    named."""
+    if words is None:
+        models = check_derived_computes_argmax_supernet(_space([op, "skip"]), seeds=range(3))
+        assert len(models) == 3
+        return
+    with pytest.raises(AssertionError) as err:
+        check_derived_computes_argmax_supernet(_space([op]), seeds=range(2))
+    for word in words:
+        assert word in str(err.value), str(err.value)
+    assert f"op: {op}" in str(err.value)  # the derived arch def, to reproduce it
 
 
 class Opaque(nn.Module):
@@ -158,10 +214,10 @@ def test_every_op_derives_what_the_supernet_computes(op):
         net = None
     if net is not None:
         for seed in range(2):
-            assert_derived_computes_argmax_supernet(randomize(net, seed), seed=seed)
+            assert_derived_computes_argmax_supernet(randomize_supernet(net, seed), seed=seed)
     # with a fixed input width, every op is searchable
     fixed = Supernet(_space([op], first=16, expansion=_expansion_for(op)))
-    assert_derived_computes_argmax_supernet(randomize(fixed, 7))
+    assert_derived_computes_argmax_supernet(randomize_supernet(fixed, 7))
 
 
 @pytest.mark.parametrize("mid", [32, 48, 64])
@@ -178,7 +234,7 @@ def test_grouped_expansion_derives_exactly_at_every_mid_width(mid):
             [{"op": "ir_k3_g2", "channels": [16, 24, 8], "expansion": [2, 4, 1]}],
         ],
     }
-    net = randomize(Supernet(space), mid)
+    net = randomize_supernet(Supernet(space), mid)
     favour(net, **{"expansion:xif1_0": mid // 16})
     model = assert_derived_computes_argmax_supernet(net)
     block = model.backbone.stages.xif1_0

@@ -6,16 +6,8 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from search_helpers import (
-    argmax_eval,
-    assert_derived_computes_argmax_supernet,
-    favour,
-    randomize,
-    subsampled,
-)
 
 from mobile_cv_nas.arch import build_model, parse_arch_def
-from mobile_cv_nas.blocks.ops import PAPER_MICRO_OPS
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import (
     EffectiveFlopCountAnalysis,
@@ -27,6 +19,17 @@ from mobile_cv_nas.search import (
     load_search_space,
 )
 from mobile_cv_nas.search.channels import expanded_width
+from mobile_cv_nas.search.testing import (
+    argmax_eval,
+    assert_derived_computes_argmax_supernet,
+    favour,
+    random_search_space,
+    randomize_supernet,
+    subsampled,
+)
+
+#: The paper-scale (full-size F/L/P) cases: `-m "not slow"` leaves them out (pytest.ini).
+SLOW = pytest.mark.slow
 
 
 def _per_block(name):
@@ -63,11 +66,14 @@ def test_cost_term_alone_reaches_every_width_and_resolution_alpha():
             assert decision.alpha.grad.abs().sum() > 0, name
 
 
-@pytest.mark.parametrize("space", ["tiny", "fbnetv2_f", "per_block_f"])
+@pytest.mark.parametrize(
+    "space",
+    ["tiny", pytest.param("fbnetv2_f", marks=SLOW), pytest.param("per_block_f", marks=SLOW)],
+)
 def test_argmax_supernet_is_the_derived_model_at_its_exact_cost(space):
     space = _per_block("fbnetv2_f") if space == "per_block_f" else space
     for seed in (0, 1):
-        net = randomize(Supernet(space), seed)
+        net = randomize_supernet(Supernet(space), seed)
         assert_derived_computes_argmax_supernet(net, batch=1, seed=seed)
 
 
@@ -97,7 +103,7 @@ def test_soft_effective_cost_lies_between_smallest_and_largest():
 
 
 def test_weight_inheritance_after_training_steps():
-    net = randomize(Supernet("tiny"), 3)
+    net = randomize_supernet(Supernet("tiny"), 3)
     opt = torch.optim.SGD(net.weight_parameters(), lr=0.05)
     for step in range(3):  # the weights are not at their init
         opt.zero_grad()
@@ -139,6 +145,7 @@ def test_derive_from_f_space_yields_the_favoured_architecture():
     assert model(torch.zeros(1, 3, arch.input_size, arch.input_size)).shape == (1, 1000)
 
 
+@SLOW  # the full-size F/L/P supernets at 224-288 pixels
 @pytest.mark.parametrize("space", ["fbnetv2_f", "fbnetv2_l", "fbnetv2_p"])
 def test_paper_spaces_train_at_their_max_resolution(space):
     net = Supernet(space).train()
@@ -154,7 +161,7 @@ def test_params_cost_path():
     gates, blind to the input resolution, differentiable in every width alpha."""
     data = load_search_space("tiny").to_dict()
     data["cost"] = "params"
-    net = randomize(Supernet(data), 4)
+    net = randomize_supernet(Supernet(data), 4)
     net.sample()
     net.cost().backward()
     assert net.decisions["resolution"].alpha.grad is None  # params do not depend on it
@@ -168,7 +175,7 @@ def test_params_cost_path():
 
 
 def test_softmax_and_hard_sampling_through_the_supernet():
-    net = randomize(Supernet("tiny"), 5).eval()
+    net = randomize_supernet(Supernet("tiny"), 5).eval()
     x = torch.randn(2, 3, 32, 32)
     net.sampler.mode = "softmax"
     with torch.no_grad():
@@ -210,9 +217,9 @@ def test_supernet_moves_with_to():
     assert net.effective_cost().flops.dtype == torch.float64
 
 
-@pytest.mark.parametrize("space", ["tiny", "fbnetv2_f"])
+@pytest.mark.parametrize("space", ["tiny", pytest.param("fbnetv2_f", marks=SLOW)])
 def test_fvcore_effective_analysis_matches_the_loss_term(space):
-    net = randomize(Supernet(space), 2)
+    net = randomize_supernet(Supernet(space), 2)
     net.sample()  # soft Gumbel gates: every op, width and resolution contributes
     total, per_module = net.effective_cost(by_module=True)
     analysis = EffectiveFlopCountAnalysis(net)
@@ -226,7 +233,7 @@ def test_fvcore_effective_analysis_matches_the_loss_term(space):
 
 
 def test_fvcore_effective_analysis_one_hot_equals_derived_model():
-    net = argmax_eval(randomize(Supernet("tiny"), 4))
+    net = argmax_eval(randomize_supernet(Supernet("tiny"), 4))
     model = derive_model(net, inherit=False)
     report = count_flops(model)
     analysis = EffectiveFlopCountAnalysis(net)
@@ -246,7 +253,7 @@ def test_rows_without_expansion_use_the_ops_default():
             [{"op": "ir_pool_hs", "channels": 32}],  # pool block default: expansion 6
         ],
     }
-    net = randomize(Supernet(space), 6)
+    net = randomize_supernet(Supernet(space), 6)
     ir = net.backbone.stages.xif1_0.candidates["ir_k3"]
     assert ir.pw is None and ir.mid_channels == 16
     assert net.backbone.stages.xif2_0.candidates["ir_pool_hs"].mid_channels == 16 * 6
@@ -268,7 +275,7 @@ def test_block_without_expansion_stays_so_whatever_input_width(stem_width):
             [{"op": "ir_pool_hs", "channels": 32, "expansion": 4}],
         ],
     }
-    net = favour(randomize(Supernet(space), 7), **{"out:0": stem_width})
+    net = favour(randomize_supernet(Supernet(space), 7), **{"out:0": stem_width})
     model = assert_derived_computes_argmax_supernet(net)
     block = model.backbone.stages.xif1_0
     assert block.pw is None and block.mid_channels == stem_width
@@ -289,44 +296,10 @@ def test_expansion_rates_apply_to_the_picked_input_width():
     }
     for c_in in (16, 32):
         for rate in (0.75, 1.5, 2.25):
-            net = randomize(Supernet(space), 8)
+            net = randomize_supernet(Supernet(space), 8)
             favour(net, **{"out:0": c_in, "expansion:xif1_0": rate})
             model = assert_derived_computes_argmax_supernet(net)
             assert model.backbone.stages.xif1_0.mid_channels == expanded_width(c_in, rate, 8)
-
-
-def _random_space(rng):
-    micro = list(PAPER_MICRO_OPS)
-
-    def channels():
-        low = rng.choice([4, 8, 12, 16])
-        return [low, low + rng.choice([0, 4, 8, 12]), 4]
-
-    stages = [[{"op": rng.choice(["conv_k3", "conv_k3_hs"]), "channels": channels(), "stride": 2}]]
-    for _ in range(rng.randint(2, 4)):
-        row = {
-            "ops": rng.sample(micro, rng.randint(1, 4)),
-            "channels": channels(),
-            "stride": rng.choice([1, 2]),
-            "repeat": rng.randint(1, 2),
-        }
-        if rng.random() < 0.8:
-            low = rng.choice([0.5, 1, 2])
-            row["expansion"] = [low, low + rng.choice([0, 1, 2]), 1]
-        stages.append([row])
-        if rng.random() < 0.5:  # a stride-1 row of the same range continues the decision
-            stages[-1].append(dict(row, stride=1, repeat=1))
-    stages.append([{"op": "ir_pool_hs", "channels": 24, "expansion": rng.choice([2, 4])}])
-    resolutions = rng.choice([[32], [32, 24], [32, 28, 24, 16]])
-    return {
-        "name": "random",
-        "resolutions": resolutions,
-        "width_divisor": rng.choice([1, 4, 8]),
-        "num_classes": 7,
-        "in_channels": rng.choice([1, 3]),
-        "channel_decisions": rng.choice(["per_stage", "per_block"]),
-        "stages": stages,
-    }
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -334,7 +307,7 @@ def test_random_spaces_derive_exactly_what_was_searched(seed):
     """Property check over random spaces (both channel-decision modes, 1 or 3 input
     channels) and random alphas: the derived model computes the argmax supernet, and its
     fvcore cost is exactly the supernet's effective cost."""
-    net = randomize(Supernet(_random_space(random.Random(seed))), seed)
+    net = randomize_supernet(Supernet(random_search_space(random.Random(seed))), seed)
     assert_derived_computes_argmax_supernet(net)
 
 
@@ -358,7 +331,7 @@ def test_per_block_residuals_follow_the_picked_widths():
     g_in, g_out = net.decisions["out:0"].gates, net.decisions["out:1"].gates
     assert p.item() == pytest.approx((g_in * g_out).sum().item())  # options [8, 16] alike
     for c_in, c_out, op in ((8, 8, "ir_k3"), (8, 16, "ir_k3"), (16, 16, "skip"), (16, 8, "skip")):
-        randomize(net, c_in + c_out)
+        randomize_supernet(net, c_in + c_out)
         favour(net, **{"out:0": c_in, "out:1": c_out, "op:xif1_0": op})
         block = assert_derived_computes_argmax_supernet(net).backbone.stages.xif1_0
         if op == "ir_k3":
@@ -368,7 +341,7 @@ def test_per_block_residuals_follow_the_picked_widths():
 
 
 def test_one_channel_input_flows_through_search_derive_and_count():
-    net = randomize(Supernet("tiny", in_channels=1), 9)
+    net = randomize_supernet(Supernet("tiny", in_channels=1), 9)
     model = assert_derived_computes_argmax_supernet(net)
     assert model.in_channels == model.arch_def.in_channels == 1
     assert model.backbone.stages.xif0_0.conv.in_channels == 1
@@ -440,7 +413,7 @@ def test_supernet_with_other_norms_trains_a_step_with_masks(norm):
         for k, v in net.state_dict().items():
             if k in frozen:
                 assert torch.equal(v, frozen[k]), k
-        net = randomize(net, 10)
+        net = randomize_supernet(net, 10)
         model = assert_derived_computes_argmax_supernet(net)  # derived with each block's bn
         assert model is not None
 
@@ -448,7 +421,7 @@ def test_supernet_with_other_norms_trains_a_step_with_masks(norm):
 def test_derived_model_takes_the_norm_asked_for():
     from torchvision.ops import FrozenBatchNorm2d
 
-    net = argmax_eval(randomize(Supernet("tiny", norm="frozen_bn"), 11))
+    net = argmax_eval(randomize_supernet(Supernet("tiny", norm="frozen_bn"), 11))
     model = derive_model(net, norm="frozen_bn").eval()
     assert any(isinstance(m, FrozenBatchNorm2d) for m in model.modules())
     x = torch.randn(2, 3, 32, 32)

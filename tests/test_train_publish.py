@@ -11,7 +11,6 @@ import torch
 from engine_helpers import (
     SUBSET_DATA,
     TRAIN_CONFIG,
-    shared_search_run,
     tool,
     train_net,
 )
@@ -38,8 +37,8 @@ def train_argv(out, arch, *extra):
 
 
 @pytest.fixture(scope="module")
-def searched_arch(tmp_path_factory):
-    return shared_search_run(tmp_path_factory) / "arch.yaml"
+def searched_arch(shared_search_run):
+    return shared_search_run / "arch.yaml"
 
 
 @pytest.fixture

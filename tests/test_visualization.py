@@ -78,9 +78,8 @@ def test_plot_architecture_writes_a_png(tmp_path):
 
 
 def test_derived_tiny_arch_shows_its_skips(tmp_path):
-    from search_helpers import favour
-
     from mobile_cv_nas.search import Supernet, derive_arch
+    from mobile_cv_nas.search.testing import favour
 
     net = favour(Supernet("tiny"), **{"op:xif2_1": "skip", "op:xif3_0": "ir_k3_se_hs"})
     arch = derive_arch(net)

@@ -2,6 +2,8 @@
 # The one entry point for developers and CI.
 #
 #   bash tools/dev.sh test [pytest args...]      the linter, then the test suite (CI: .ci/run)
+#   bash tools/dev.sh test -m "not slow"         the quick tier, for local work (leaves out the
+#                                                paper-scale, ImageNet-config and 2-process tests)
 #   bash tools/dev.sh lint [--fix] [paths...]    ruff check + ruff format --check (--fix: apply)
 #   bash tools/dev.sh search [train_net args...] run a DMaskingNAS search (tools/train_net.py;
 #                                                no arguments: the CPU demo config)
@@ -35,7 +37,10 @@ usage: bash tools/dev.sh <command> [args...]
 
 commands:
   test     the linter (as 'lint'), then the tests: python -m pytest -q tests [args...]
-           (SKIP_LINT=1 skips the linter; CI never does)
+           (SKIP_LINT=1 skips the linter; CI never does). Everything runs by default, as in
+           CI; for quick local work leave out the tests marked slow (the paper-scale F/L/P
+           supernets, the ImageNet config runs, the 2-process runs; see pytest.ini):
+             bash tools/dev.sh test -m "not slow"
   lint     ruff check . and ruff format --check . (configuration: pyproject.toml);
            'lint --fix' applies ruff's fixes and formats the code; paths narrow it down
   search   run a DMaskingNAS search: python tools/train_net.py [args...]; with no arguments

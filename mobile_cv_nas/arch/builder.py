@@ -4,13 +4,17 @@ The classifier is `backbone.stages.xif<stage>_<block>` + `head.conv`, so officia
 load unchanged. The backbone can also return per-stage features for detection.
 """
 
+from __future__ import annotations
+
 import collections
 import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch.nn as nn
 
 from ..blocks import BLOCK_REGISTRY, InvertedPool
-from .schema import check_num_classes, parse_arch_def
+from .schema import ArchDef, check_num_classes, parse_arch_def
 
 
 def block_kwargs(arch, block, norm=None):
@@ -192,7 +196,12 @@ class FBNetClassifier(nn.Module):
         return self.head(self.backbone(x))
 
 
-def build_model(arch_def, num_classes=None, in_channels=None, norm=None):
+def build_model(
+    arch_def: ArchDef | dict[str, Any],
+    num_classes: int | None = None,
+    in_channels: int | None = None,
+    norm: str | Callable[[int], nn.Module] | None = None,
+) -> FBNetClassifier:
     """Classification model (backbone + head) from an arch def (mapping, ArchDef).
 
     `num_classes` (default: the arch def's; 0: pooled features), `in_channels` (default: the
@@ -201,6 +210,11 @@ def build_model(arch_def, num_classes=None, in_channels=None, norm=None):
     return FBNetClassifier(arch_def, num_classes=num_classes, in_channels=in_channels, norm=norm)
 
 
-def build_backbone(arch_def, out_features=None, in_channels=None, norm=None):
+def build_backbone(
+    arch_def: ArchDef | dict[str, Any],
+    out_features: Sequence[str] | None = None,
+    in_channels: int | None = None,
+    norm: str | Callable[[int], nn.Module] | None = None,
+) -> FBNetBackbone:
     """Backbone alone; with `out_features` (e.g. ["stage2", "stage4"]) it returns a dict."""
     return FBNetBackbone(arch_def, in_channels=in_channels, out_features=out_features, norm=norm)

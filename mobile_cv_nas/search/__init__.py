@@ -1,5 +1,8 @@
 """DMaskingNAS: Gumbel decisions, channel masks, the resolution sampler, effective-shape
-costs, search spaces, search adapters, the supernet and architecture derivation."""
+costs, search spaces, search adapters, the supernet and architecture derivation.
+
+`mobile_cv_nas.search.testing` (imported on its own) holds the checks for search-adapter
+authors: the derived model computes the argmax supernet at exactly its effective cost."""
 
 from .adapters import BlockAdapter, BlockContext, SearchAdapterError, adapter_for
 from .channels import ChannelChoice, ChannelSource, ExpandedChannels, same_width_probability

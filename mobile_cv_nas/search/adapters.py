@@ -25,24 +25,32 @@ A user's block becomes searchable by registering an adapter (see the README):
         block_type = MyBlock
         def mask(self, block, ctx): ...   # returns the block, its layers masked
         def costs(self, block, ctx, shape): ...
+
+`mobile_cv_nas.search.testing` checks an adapter: the derived model must compute the argmax
+supernet at exactly its effective cost (`check_derived_computes_argmax_supernet`).
 """
+
+from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
 
 import torch
+import torch.nn as nn
 
 from ..blocks import BLOCK_REGISTRY, InvertedPool, InvertedResidual, Skip
 from ..blocks.inverted_residual import se_width
 from ..layers import ConvBNAct
 from .channels import (
     ChannelChoice,
+    ChannelSource,
     ExpandedChannels,
     certain_same_width,
     same_width_probability,
 )
-from .effective_shape import global_pool_cost, layer_cost
+from .effective_shape import Cost, EffectiveShape, global_pool_cost, layer_cost
 from .gumbel import Decision
 from .masked_channel import MaskedChannel
 from .registry import SEARCH_OP_REGISTRY
@@ -63,33 +71,33 @@ class BlockContext:
     out_width: ChannelChoice  # the block's output width decision
     expansion: Decision | None  # the block's expansion-rate decision; None: the op default
     width_divisor: int
-    norm: Any = "bn"
+    norm: Any = "bn"  # the supernet's norm (a name or a callable; see layers.build_norm)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.expansion is not None and BLOCK_REGISTRY.uses_expansion(self.op):
             rates = self.expansion
         else:  # the op's own default (IR 1, pool block 6); none for ops without expansion
             rates = BLOCK_REGISTRY.default_option(self.op, "expansion") or 1.0
         options = rates.options if isinstance(rates, Decision) else (rates,)
         # without expansion (every rate 1) the mid width is the input width itself
-        self.mid_width = (
+        self.mid_width: ChannelSource = (
             self.in_width
             if all(r == 1 for r in options)
             else ExpandedChannels(self.in_width, rates, self.width_divisor)
         )
 
-    def same_width(self):
+    def same_width(self) -> float | torch.Tensor:
         """P(input width == output width) under the current gates (0 for a strided block)."""
         if self.stride != 1:
             return 0.0
         return same_width_probability(self.in_width, self.out_width)
 
-    def always_same(self):
+    def always_same(self) -> bool:
         """Input and output widths agree whatever is sampled (so the block may be an identity)."""
         return self.stride == 1 and certain_same_width(self.in_width, self.out_width) == 1.0
 
     @staticmethod
-    def mask(module, child, channels, groups=1):
+    def mask(module: nn.Module, child: str, channels: ChannelSource, groups: int = 1) -> None:
         """Replace `module.<child>` (a conv-norm-act layer) by its masked form, unless the
         width it would mask is not searched."""
         if not channels.fixed:
@@ -99,36 +107,46 @@ class BlockContext:
 class BlockAdapter:
     """How one kind of block (`block_type`) is searched; see the module doc."""
 
-    block_type = None
-    identity = None
+    block_type: type[nn.Module] | None = None
+    identity: Literal["add", "replace"] | None = None
 
-    def build_options(self, ctx):
+    def build_options(self, ctx: BlockContext) -> dict[str, Any]:
         """Extra builder arguments for the widest candidate."""
         return {}
 
-    def mask(self, block, ctx):
+    def mask(self, block: nn.Module, ctx: BlockContext) -> nn.Module:
         """Mask the block's searched layers (`ctx.mask`); return the module to search."""
         raise NotImplementedError
 
-    def costs(self, block, ctx, shape):
+    def costs(
+        self, block: nn.Module, ctx: BlockContext, shape: EffectiveShape
+    ) -> list[tuple[nn.Module, Cost]]:
         """[(layer module, Cost)] of every conv / global pool, for an input of effective
         `shape` (use `layer_cost` and `global_pool_cost`)."""
         raise NotImplementedError
 
-    def output_shape(self, block, ctx, shape):
+    def output_shape(
+        self, block: nn.Module, ctx: BlockContext, shape: EffectiveShape
+    ) -> EffectiveShape:
+        """The effective output shape (default: strided by the block's stride, at the output
+        width)."""
         return shape.strided(ctx.stride).with_channels(ctx.out_width.expected())
 
-    def derive(self, block, ctx, in_channels):
+    def derive(self, block: nn.Module, ctx: BlockContext, in_channels: int) -> dict[str, Any]:
+        """Arch-def row options of the argmax block beyond op, out_channels and stride;
+        `in_channels` is the derived block's input width."""
         return {}
 
-    def inherit(self, block, target, ctx):
+    def inherit(self, block: nn.Module, target: nn.Module, ctx: BlockContext) -> None:
+        """Copy the supernet block's weights into the derived block `target` (default: the
+        leading corner of every tensor)."""
         copy_leading_corner(target, block)
 
 
 REQUIRED_METHODS = ("mask", "costs")
 
 
-def adapter_for(module, op="?"):
+def adapter_for(module: nn.Module, op: str = "?") -> BlockAdapter:
     """The adapter registered for `module`'s type (the nearest class in its MRO)."""
     adapters = {}
     for _, adapter in SEARCH_OP_REGISTRY:
@@ -164,7 +182,11 @@ def adapter_for(module, op="?"):
 # --------------------------------------------------------------------------- weight slicing
 
 
-def copy_leading_corner(target, source, grouped=()):
+def copy_leading_corner(
+    target: nn.Module,
+    source: nn.Module,
+    grouped: Mapping[str, int] | Iterable[tuple[str, int]] = (),
+) -> None:
     """Copy into every tensor of `target`'s state_dict the leading corner of the tensor of the
     same name in `source` (masks keep the first channels). Names under a prefix in `grouped`
     (a {prefix: groups} mapping) are sliced per group along dim 0 (a grouped conv's blocks).

@@ -16,18 +16,23 @@ noise position (extra state), so a reloaded supernet samples exactly the gates t
 would have sampled next.
 """
 
+from __future__ import annotations
+
 import collections
+import os
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .adapters import SearchAdapterError
 from .channels import ChannelChoice
-from .effective_shape import EffectiveShape, conv_cost, global_pool_cost, roll_up
+from .effective_shape import Cost, EffectiveShape, conv_cost, global_pool_cost, roll_up
 from .gumbel import Decision, GumbelSampler
 from .resolution_sampler import ResolutionSampler
 from .search_block import SearchBlock
-from .space import SearchSpaceError, as_search_space
+from .space import SearchSpace, SearchSpaceError, as_search_space
 
 
 class SearchHead(nn.Module):
@@ -75,7 +80,13 @@ class Supernet(nn.Module):
     callable, see `mobile_cv_nas.layers.norm`) is every block's norm layer.
     """
 
-    def __init__(self, space, sampler=None, in_channels=None, norm="bn"):
+    def __init__(
+        self,
+        space: SearchSpace | dict[str, Any] | str | os.PathLike,
+        sampler: GumbelSampler | None = None,
+        in_channels: int | None = None,
+        norm: str | Callable[[int], nn.Module] | None = "bn",
+    ) -> None:
         super().__init__()
         space = as_search_space(space)
         self.space = space
@@ -123,14 +134,14 @@ class Supernet(nn.Module):
         )
 
     @property
-    def resolution_choice(self):
+    def resolution_choice(self) -> Decision:
         """The input-resolution decision (registered once, in `decisions` or
         `fixed_decisions`)."""
         if "resolution" in self.decisions:
             return self.decisions["resolution"]
         return self.fixed_decisions["resolution"]
 
-    def blocks(self):
+    def blocks(self) -> list[SearchBlock]:
         """The `SearchBlock`s in forward order."""
         return list(self.backbone.stages.children())
 
@@ -141,20 +152,20 @@ class Supernet(nn.Module):
         for decision in self.decisions.values():
             decision.sample(self.sampler)
 
-    def arch_parameters(self):
+    def arch_parameters(self) -> list[nn.Parameter]:
         """The alphas (optimised by Adam on the held-out split)."""
         return [d.alpha for d in self.decisions.values()]
 
-    def weight_parameters(self):
+    def weight_parameters(self) -> list[nn.Parameter]:
         """Everything but the alphas (optimised by SGD)."""
         alphas = {id(p) for p in self.arch_parameters()}
         return [p for p in self.parameters() if id(p) not in alphas]
 
     @property
-    def max_resolution(self):
+    def max_resolution(self) -> int:
         return max(self.resolution_choice.options)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.auto_sample:
             self.sample()
         if self.resolution_sampler is None:
@@ -170,7 +181,7 @@ class Supernet(nn.Module):
         channels = torch.tensor(float(self.in_channels), dtype=gates.dtype, device=gates.device)
         return EffectiveShape(channels, [(s, s) for s in r], gates)
 
-    def block_input_shapes(self):
+    def block_input_shapes(self) -> list[tuple[SearchBlock, EffectiveShape]]:
         """[(block, its input EffectiveShape)] in forward order, for the current gates. A
         block's output shape does not depend on its op gates, so these hold whatever op each
         block picks."""
@@ -193,12 +204,12 @@ class Supernet(nn.Module):
         layers.append((self.head.conv, conv_cost(shape.pooled(), shape.channels, classes)))
         return layers
 
-    def layer_costs(self):
+    def layer_costs(self) -> list[tuple[str, Cost]]:
         """[(qualified layer name, Cost)] for every conv and global pool, in forward order."""
         names = {m: n for n, m in self.named_modules()}
         return [(names[layer], cost) for layer, cost in self._layer_costs()]
 
-    def effective_cost(self, by_module=False):
+    def effective_cost(self, by_module: bool = False) -> Cost | tuple[Cost, dict[str, Cost]]:
         """Expected FLOPs/params of the current gates (published convention, float64),
         differentiable in every alpha; with `by_module`, also a {module name: Cost} for every
         module and its ancestors."""
@@ -211,7 +222,7 @@ class Supernet(nn.Module):
             total = total + cost
         return total
 
-    def cost(self):
+    def cost(self) -> torch.Tensor:
         """The cost term of the loss: effective FLOPs or params, as the space says."""
         total = self.effective_cost()
         return total.flops if self.space.cost == "flops" else total.params

@@ -9,12 +9,12 @@ drawn grey at height 1 instead of failing.
 
 import dataclasses
 import os
-import tempfile
 
 from ..arch import ArchDef, load_arch_def, parse_arch_def
 from ..arch.builder import block_kwargs
 from ..blocks import BLOCK_REGISTRY, InvertedPool
 from ..blocks.ops import skip_block
+from ..io import atomic_write
 from ..layers import make_divisible
 
 #: Bar colours by kernel size; fixed so that figures of different archs compare at a glance.
@@ -150,20 +150,11 @@ def kernel_color(kernel):
 
 
 def write_png(fig, path, dpi=120):
-    """Save `fig` to `path` through a temporary file in the same folder, so a reader (or a crash)
-    never sees a half-written PNG. Returns `path`."""
+    """Save `fig` to `path` with the project's atomic write (mobile_cv_nas.io.atomic_write), so
+    a reader (or a crash) never sees a half-written PNG and the file gets the normal mode.
+    Returns `path`."""
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".png")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
     return path
 
 
