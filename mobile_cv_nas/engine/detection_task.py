@@ -43,7 +43,7 @@ from ..detection import (
     zoo_weights_file,
 )
 from ..detection.weights import ZOO_PREFIX
-from .checkpointer import write_json
+from ..io import write_json
 from .errors import ConfigError, DetectionDataError
 from .run_setup import setup_run
 from .trainer_base import DeferredWriter, wrap_ddp

@@ -25,11 +25,11 @@ from ..config import add_mobile_cv_nas_config, resolve_arch
 from ..config.defaults import COST_LOSSES, TASKS
 from ..data import build_eval_loader, eval_transform, train_transform
 from ..flops import count_flops
+from ..io import atomic_write, write_json
 from ..search import GumbelSampler, Supernet
 from ..search.cost_bounds import cost_range
 from ..search.cost_loss import CostLoss
 from ..search.space import as_search_space
-from .checkpointer import atomic_write, write_json
 from .classification_trainer import ClassificationTrainer
 from .data import SearchData, build_datasets, per_process_batch
 from .detection_task import add_detection_config, check_detection_config, run_detection

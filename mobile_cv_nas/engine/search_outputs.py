@@ -16,9 +16,9 @@ from detectron2.utils import comm
 
 from ..arch import build_model
 from ..flops import count_flops
+from ..io import atomic_write, write_json
 from ..search import derive_arch, derive_model
 from ..visualization import plot_architecture, plot_search_curves
-from .checkpointer import atomic_write, write_json
 from .evaluation import evaluate_classifier
 from .search_record import probabilities
 
