@@ -205,7 +205,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
         raise DiskFull(28, "No space left on device")
 
     monkeypatch.setattr(checkpointer.torch, "save", save_then_fail)
-    # 6 iterations: checkpoint_0000002, then checkpoint_final fails mid-write
+    # 6 iterations: checkpoint_0000002, then checkpoint_0000005 fails mid-write
     with pytest.raises(DiskFull):
         train_net(search_argv(out, "SOLVER.EPOCHS", "1"))
     monkeypatch.undo()
