@@ -50,6 +50,27 @@ def iterations(cfg, iters_per_epoch):
     return per_epoch, total
 
 
+def with_max_iter(cfg, max_iter):
+    """A frozen copy of `cfg` with SOLVER.MAX_ITER = `max_iter` (for the LR schedule)."""
+    schedule = cfg.clone()
+    schedule.defrost()
+    schedule.SOLVER.MAX_ITER = int(max_iter)
+    schedule.freeze()
+    return schedule
+
+
+def train_to_end(trainer):
+    """Train from the start iteration `resume_or_load` set; False when stopped early."""
+    if trainer.start_iter >= trainer.max_iter:
+        logger.info(
+            f"The run in {trainer.cfg.OUTPUT_DIR} is complete ({trainer.max_iter} "
+            f"iterations); writing its results again."
+        )
+        trainer.iter = trainer.max_iter
+        return True
+    return trainer.run()
+
+
 class DeferredWriter(hooks.PeriodicWriter):
     """detectron2's PeriodicWriter with its writers made when training starts: the JSON and
     TensorBoard writers create their files, and a run that fails before (a checkpoint that
