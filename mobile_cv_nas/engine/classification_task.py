@@ -20,7 +20,7 @@ from .data import build_datasets, per_process_batch
 from .errors import ConfigError
 from .evaluation import evaluate_classifier
 from .run_setup import setup_run
-from .trainer_base import iterations, train_to_end, with_max_iter
+from .trainer_base import iterations, log_schedule, train_to_end, with_max_iter
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def run_train(cfg, args):
             f"DATA.TRAIN ({cfg.DATA.TRAIN}) has {len(datasets.train)} images, fewer than one "
             f"batch (SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH})."
         )
-    _, max_iter = iterations(cfg, per_epoch)
+    schedule_per_epoch, max_iter = iterations(cfg, per_epoch)
     eval_loader = _eval_loader(cfg, datasets, inp)
     trainer = ClassificationTrainer(
         cfg,
@@ -125,6 +125,7 @@ def run_train(cfg, args):
     start_iter = trainer.resume_or_load(args.resume)
 
     setup_run(cfg, args, resumed=start_iter > 0)
+    log_schedule(cfg, schedule_per_epoch, max_iter)
     logger.info(
         f"Training {arch.name or 'arch'} on {cfg.DATA.TRAIN}: {len(datasets.train)} "
         f"images, {len(datasets.classes)} classes, input {inp}, {max_iter} iterations."

@@ -1,5 +1,5 @@
 """The config of a run of tools/train_net.py: the command line, the config file and its
-overrides, the checks of the user's input that need no data (keys and values) and
+overrides, the checks of the user's input that need no data (keys, values, the schedule) and
 the output-folder guard. Every check runs before anything is written."""
 
 import difflib
@@ -81,6 +81,8 @@ def setup_cfg(args):
     if args.eval_only and cfg.TASK != "detection":  # detection: run_detection reads the flag
         cfg.TASK = "eval"
     check_config(cfg)
+    if cfg.TASK in ("search", "train"):
+        check_schedule(cfg)
     if cfg.TASK == "detection":
         check_detection_config(cfg, train=not args.eval_only)
     if cfg.SEED < 0:  # resolved once here, so every process (and config.yaml) has the same
@@ -149,3 +151,20 @@ def _get(cfg, dotted):
     for part in dotted.split("."):
         cfg = cfg[part]
     return cfg
+
+
+#: detectron2's SOLVER.MAX_ITER default: the value that means "not set" beside SOLVER.EPOCHS.
+D2_MAX_ITER = get_cfg().SOLVER.MAX_ITER
+
+
+def check_schedule(cfg):
+    """The length of a search or train run: SOLVER.EPOCHS > 0 takes precedence over
+    SOLVER.MAX_ITER (logged when the run starts); both set is an error, unless MAX_ITER is
+    detectron2's default (it was not set)."""
+    if cfg.SOLVER.EPOCHS > 0 and cfg.SOLVER.MAX_ITER != D2_MAX_ITER:
+        raise ConfigError(
+            f"SOLVER.EPOCHS = {cfg.SOLVER.EPOCHS} and SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER} "
+            f"both set the run's length. Set one: SOLVER.EPOCHS 0 to train SOLVER.MAX_ITER "
+            f"iterations, or SOLVER.MAX_ITER {D2_MAX_ITER} (detectron2's default, i.e. not "
+            f"set) to train SOLVER.EPOCHS epochs."
+        )

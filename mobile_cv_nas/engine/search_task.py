@@ -19,7 +19,7 @@ from .errors import ConfigError
 from .run_setup import setup_run
 from .search_outputs import write_search_outputs
 from .search_trainer import SearchTrainer
-from .trainer_base import iterations, train_to_end, with_max_iter
+from .trainer_base import iterations, log_schedule, train_to_end, with_max_iter
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +65,13 @@ def run_search(cfg, args):
     c = cfg.NAS.COST
     cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
     data = SearchData(cfg, datasets, supernet.max_resolution, rank, world)
-    _, max_iter = iterations(cfg, data.iters_per_epoch)
+    schedule_per_epoch, max_iter = iterations(cfg, data.iters_per_epoch)
     trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, with_max_iter(cfg, max_iter))
     # a checkpoint that does not load fails here, before the run writes anything
     start_iter = trainer.resume_or_load(args.resume)
 
     setup_run(cfg, args, resumed=start_iter > 0)
+    log_schedule(cfg, schedule_per_epoch, max_iter)
     logger.info(
         f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
         f"{metric} {bounds[0] / 1e6:.4g}..{bounds[1] / 1e6:.4g} M, target {target / 1e6:.4g} M; "

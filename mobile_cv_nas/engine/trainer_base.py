@@ -42,12 +42,24 @@ def run_writers(output_dir, max_iter):
 
 def iterations(cfg, iters_per_epoch):
     """(iterations per schedule epoch, total iterations) from SOLVER.EPOCH_ITERS/EPOCHS or
-    SOLVER.MAX_ITER."""
+    SOLVER.MAX_ITER: SOLVER.EPOCHS > 0 takes precedence (the config check refuses a
+    SOLVER.MAX_ITER set beside it, see run_config.check_schedule)."""
     per_epoch = cfg.SOLVER.EPOCH_ITERS or iters_per_epoch
     total = cfg.SOLVER.EPOCHS * per_epoch if cfg.SOLVER.EPOCHS > 0 else cfg.SOLVER.MAX_ITER
     if total <= 0:
         raise ValueError("Set SOLVER.EPOCHS (or SOLVER.MAX_ITER) to a positive number.")
     return per_epoch, total
+
+
+def log_schedule(cfg, per_epoch, total):
+    """Log which key set the run's length (after setup_run, so that it is in log.txt)."""
+    if cfg.SOLVER.EPOCHS > 0:
+        logger.info(
+            f"Schedule: SOLVER.EPOCHS {cfg.SOLVER.EPOCHS} x {per_epoch} iterations per epoch = "
+            f"{total} iterations (SOLVER.EPOCHS takes precedence over SOLVER.MAX_ITER)."
+        )
+    else:
+        logger.info(f"Schedule: SOLVER.MAX_ITER {total} iterations (SOLVER.EPOCHS is 0).")
 
 
 def with_max_iter(cfg, max_iter):
