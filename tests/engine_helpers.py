@@ -129,9 +129,9 @@ def _main_dumping_alphas(dump_dir, cfg, args):
     checkpoint, so this is how the other ranks' alphas are seen."""
     from detectron2.utils import comm
 
-    from mobile_cv_nas.engine import run
+    from mobile_cv_nas.engine import run, search_task
 
-    write_outputs = run.write_search_outputs
+    write_outputs = search_task.write_search_outputs
 
     def dump_then_write(trainer, *args, **kwargs):
         torch.save(
@@ -148,11 +148,11 @@ def _main_dumping_alphas(dump_dir, cfg, args):
         )
         return write_outputs(trainer, *args, **kwargs)
 
-    run.write_search_outputs = dump_then_write
+    search_task.write_search_outputs = dump_then_write
     try:
         return run.main(cfg, args)
     finally:
-        run.write_search_outputs = write_outputs
+        search_task.write_search_outputs = write_outputs
 
 
 def cli_dumping_alphas(argv, dump_dir):

@@ -200,6 +200,80 @@ def test_train_and_evaluate(config, coco, tmp_path):
     assert "Starting training from iteration 2" in (out / "log.txt").read_text()
 
 
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def _losses(out):
+    """{iteration: {loss name: value}} of a run's events.json (the training lines)."""
+    lines = [json.loads(line) for line in (out / "events.json").read_text().splitlines()]
+    return {
+        e["iteration"]: {k: v for k, v in e.items() if k.startswith("loss") or k == "total_loss"}
+        for e in lines
+        if "total_loss" in e
+    }
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_same_seed_same_run(workers, coco, tmp_path):
+    """Two runs with one SEED on CPU (the loader in this process, or in 2 worker processes):
+    the same weights after every iteration (a checkpoint per iteration), the same losses in
+    events.json and the same COCO AP. The seed is set before the model and the loader are
+    built (tests/conftest.py reseeds every test; the second run starts from another global
+    RNG state than the first)."""
+    runs = []
+    for name in ("first", "second"):
+        out = tmp_path / name
+        opts = [*tiny_opts(coco, out), "SEED", "7", "SOLVER.MAX_ITER", "3"]
+        opts += ["DATALOADER.NUM_WORKERS", str(workers)]
+        status, err = train_net(["--config-file", FPN, *opts, "SOLVER.CHECKPOINT_PERIOD", "1"])
+        assert status == 0, err
+        runs.append(out)
+        torch.manual_seed(len(runs))  # another global RNG state for the next run
+    first, second = runs
+    for name in ("model_0000000.pth", "model_0000001.pth", "model_final.pth"):
+        a, b = _state(first / name), _state(second / name)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    losses = _losses(first)
+    assert losses and all(losses[i] for i in losses)
+    assert losses == _losses(second)
+    a = json.loads((first / "metrics.json").read_text())["results"]
+    b = json.loads((second / "metrics.json").read_text())["results"]
+    assert a == b and COCO_AP_KEYS <= set(a["tiny_coco_val"]["bbox"])
+
+
+def test_amp_flag_reaches_the_trainer(coco, tmp_path):
+    """SOLVER.AMP.ENABLED picks detectron2's AMPTrainer for the step (SimpleTrainer without
+    it). detectron2 0.6's AMPTrainer needs CUDA, so on the CPU the flag is a config error,
+    one line, before anything is written."""
+    from detectron2.engine import AMPTrainer, SimpleTrainer
+
+    from mobile_cv_nas.engine.detection_task import DetectionTrainer, register_coco_json
+
+    out = tmp_path / "never_written"
+    for amp, step in (("True", AMPTrainer), ("False", SimpleTrainer)):
+        cfg = new_config()
+        cfg.merge_from_file(str(FPN))
+        cfg.merge_from_list([*tiny_opts(coco, out), "SOLVER.AMP.ENABLED", amp])
+        register_coco_json(cfg)
+        trainer = DetectionTrainer(cfg)
+        assert type(trainer._trainer) is step
+    assert not out.exists()
+    if torch.cuda.is_available():
+        return
+    err = _error(coco, tmp_path, FPN, "SOLVER.AMP.ENABLED", "True")
+    assert len(err.strip().splitlines()) == 1
+    assert "SOLVER.AMP.ENABLED" in err and "CUDA" in err and "MODEL.DEVICE" in err
+
+
+def test_epochs_are_refused(coco, tmp_path):
+    """A detection run's length is SOLVER.MAX_ITER: SOLVER.EPOCHS is not silently ignored."""
+    err = _error(coco, tmp_path, FPN, "SOLVER.EPOCHS", "2")
+    assert len(err.strip().splitlines()) == 1
+    assert "SOLVER.EPOCHS = 2" in err and "SOLVER.MAX_ITER" in err
+
+
 def test_classification_weights_load_converted(coco, tmp_path):
     """MODEL.WEIGHTS = an ImageNet-format classification checkpoint of the same arch: its
     blocks are converted onto the C4 backbone and the box head's stage, then training runs."""

@@ -44,7 +44,7 @@ def test_two_process_cpu_search(tmp_path):
     # the run's outputs, written once (by rank 0)
     assert (out / "last_checkpoint").read_text().strip() == "checkpoint_final.pth"
     data = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=True)
-    assert data["trainer"]["iteration"] == 6
+    assert data["trainer"]["iteration"] == 5  # the last iteration (0-based), as detectron2's
     build_model(load_arch_def(out / "arch.yaml"))
     with open(out / "metrics.json") as f:
         metrics = json.load(f)

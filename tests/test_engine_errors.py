@@ -88,6 +88,10 @@ BAD_INPUTS = {
         ["NAS.COST.TARGET_M", "0.001"],
         ["NAS.COST.TARGET_M = 0.001", "cannot be reached", "cheapest", "fashion_mnist"],
     ),
+    "both SOLVER.MAX_ITER and SOLVER.EPOCHS": (
+        ["SOLVER.MAX_ITER", "7"],  # SEARCH_OPTS set SOLVER.EPOCHS 2
+        ["SOLVER.EPOCHS = 2", "SOLVER.MAX_ITER = 7", "SOLVER.EPOCHS 0", "SOLVER.MAX_ITER 40000"],
+    ),
 }
 
 
@@ -105,6 +109,14 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
         assert word in line, (word, line)
     assert not out.exists()
     assert snapshot(tmp_path) == before
+
+
+def test_epochs_take_precedence_over_an_unset_max_iter(run):
+    """SOLVER.EPOCHS with SOLVER.MAX_ITER at detectron2's default: EPOCHS sets the length, and
+    the log says so."""
+    log = (run / "log.txt").read_text()
+    assert "SOLVER.EPOCHS 2 x 6 iterations per epoch = 12 iterations" in log
+    assert "SOLVER.EPOCHS takes precedence over SOLVER.MAX_ITER" in log
 
 
 def test_key_typo_in_a_yaml_file(tmp_path):
@@ -204,7 +216,7 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
         raise DiskFull(28, "No space left on device")
 
     monkeypatch.setattr(checkpointer.torch, "save", save_then_fail)
-    # 6 iterations: checkpoint_0000002, then checkpoint_final fails mid-write
+    # 6 iterations: checkpoint_0000002, then checkpoint_0000005 fails mid-write
     with pytest.raises(DiskFull):
         train_net(search_argv(out, "SOLVER.EPOCHS", "1"))
     monkeypatch.undo()

@@ -99,7 +99,9 @@ def test_search_writes_pictures_and_names_its_last_checkpoint(run):
             assert image.format == "PNG" and min(image.size) > 100, picture
     assert (run / "last_checkpoint").read_text().strip() == "checkpoint_final.pth"
     data = torch.load(run / "checkpoint_final.pth", map_location="cpu", weights_only=True)
-    assert data["trainer"]["iteration"] == SEARCH_ITERS
+    # the last iteration (0-based) and the trainer's state after it, as detectron2's final
+    # checkpoint holds them: a --resume of a longer schedule starts at SEARCH_ITERS
+    assert data["trainer"]["iteration"] == data["iteration"] == SEARCH_ITERS - 1
     # the atomically written files get the usual permissions, not mkstemp's private 0600
     umask = os.umask(0)
     os.umask(umask)

@@ -16,7 +16,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer
 
 from ..arch.checkpoint import CheckpointError
-from ..io import atomic_write, write_json  # noqa: F401  (re-exported for the engine)
+from ..io import atomic_write
 
 LAST = "last_checkpoint"
 

@@ -1,18 +1,44 @@
 """The `train` task: an architecture trained from scratch as an ordinary classifier (no
 masks), SGD with detectron2's LR schedules (WarmupCosineLR in the shipped recipes), optional
 label smoothing and EMA, validation every TEST.EVAL_PERIOD iterations; the result is saved in
-the official checkpoint format."""
+the official checkpoint format.
+
+The step is a plain one, detectron2's SimpleTrainer (as DefaultTrainer runs it) over the
+classifier and its loss (ClassifierLoss); events.json gets its `total_loss` (averaged over
+the processes), `data_time` and the batch `accuracy`."""
 
 import copy
 import math
 
 import torch
 import torch.nn.functional as F
+from detectron2.engine import SimpleTrainer
 from detectron2.solver import build_lr_scheduler
+from detectron2.utils.events import get_event_storage
 
 from ..data import build_train_loader
 from .hooks import EMAHook, PeriodicEvalHook
 from .trainer_base import ProjectTrainer, wrap_ddp
+
+
+class ClassifierLoss(torch.nn.Module):
+    """The classifier (DDP-wrapped or not) and its loss, as SimpleTrainer's step calls a
+    model: a batch (images, labels) in, {"loss_cls": cross-entropy} out. A non-finite loss
+    stops the run here (`check_finite`), before its backward and the optimizer's step."""
+
+    def __init__(self, model, device, label_smoothing, check_finite):
+        super().__init__()
+        self.model, self.device, self.label_smoothing = model, device, label_smoothing
+        self.check_finite = check_finite
+
+    def forward(self, batch):
+        images, labels = (t.to(self.device) for t in batch)
+        logits = self.model(images)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        self.check_finite(loss, "training loss")
+        accuracy = (logits.detach().argmax(1) == labels).double().mean().item()
+        get_event_storage().put_scalar("accuracy", accuracy)
+        return {"loss_cls": loss}
 
 
 class ClassificationTrainer(ProjectTrainer):
@@ -48,7 +74,6 @@ class ClassificationTrainer(ProjectTrainer):
             dict(optimizer=self.optimizer, scheduler=self.scheduler),
         )
         self.model = wrap_ddp(self.module, self.device)
-        self.label_smoothing = cfg.SOLVER.LABEL_SMOOTHING
         self.ema = EMAHook(self.module, cfg.SOLVER.EMA.DECAY) if cfg.SOLVER.EMA.ENABLED else None
         periodic, write_period = None, 20
         if evaluate is not None and cfg.TEST.EVAL_PERIOD > 0:
@@ -59,33 +84,32 @@ class ClassificationTrainer(ProjectTrainer):
             self.default_hooks(self.optimizer, self.scheduler, [self.ema] if self.ema else [])
             + [periodic, self.writer_hook(write_period)]
         )
-        self._batches = None
+        self.loss_model = ClassifierLoss(
+            self.model, self.device, cfg.SOLVER.LABEL_SMOOTHING, self.check_finite
+        )
+        self._trainer = None
+
+    def _step_trainer(self):
+        """detectron2's SimpleTrainer over the loss model, made at the first step: its loader
+        starts at the start iteration, which resume_or_load set."""
+        loader = build_train_loader(
+            self.train_data,
+            self.transform,
+            self.batch_size,
+            self.cfg.SEED,
+            rank=self.rank,
+            world_size=self.world,
+            start_iter=self.iter,
+            num_workers=self.cfg.DATALOADER.NUM_WORKERS,
+        )
+        return SimpleTrainer(self.loss_model, loader, self.optimizer)
 
     def run_step(self):
-        if self._batches is None:
-            self._batches = iter(
-                build_train_loader(
-                    self.train_data,
-                    self.transform,
-                    self.batch_size,
-                    self.cfg.SEED,
-                    rank=self.rank,
-                    world_size=self.world,
-                    start_iter=self.iter,
-                    num_workers=self.cfg.DATALOADER.NUM_WORKERS,
-                )
-            )
-        self.model.train()
-        images, labels = next(self._batches)
-        images, labels = images.to(self.device), labels.to(self.device)
-        logits = self.model(images)
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
-        self.check_finite(loss, "training loss")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        accuracy = (logits.detach().argmax(1) == labels).double().mean().item()
-        self.storage.put_scalars(loss_cls=loss.item(), accuracy=accuracy)
+        if self._trainer is None:
+            self._trainer = self._step_trainer()
+        self.loss_model.train()  # a periodic evaluation left it in eval mode
+        self._trainer.iter = self.iter
+        self._trainer.run_step()
 
     def eval_model(self):
         """The model as evaluated and published: with the EMA's weights when enabled."""

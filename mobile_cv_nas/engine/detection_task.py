@@ -15,7 +15,14 @@ What this adds to detectron2's DefaultTrainer:
   ImageNet classification checkpoint (`fbnet_zoo://FBNetV2_F4`, a path or URL) converted onto
   the backbone (a checkpoint of another arch is refused with the key report);
 * evaluation: COCOEvaluator (pure-Python COCOeval) on every DATASETS.TEST, on every process;
-* several CPU processes: DDP without device_ids (detectron2's create_ddp_model passes them);
+* several CPU processes: detectron2's create_ddp_model with device_ids=None (its default
+  names a GPU);
+* SOLVER.AMP.ENABLED picks detectron2's AMPTrainer, which in detectron2 0.6 runs on CUDA
+  only: on the CPU the flag is a config error. SOLVER.EPOCHS is not read (the length is
+  SOLVER.MAX_ITER): > 0 is a config error;
+* SEED (+ the process rank) seeds python, numpy and torch before the model and the loader are
+  built: on the CPU one SEED gives the same weights, losses and AP (DATALOADER.NUM_WORKERS 0
+  or more);
 * nothing is written before the model, the data and the weights are checked; the run's
   writers (events.json, TensorBoard) start with the training. The final COCO results go to
   OUTPUT_DIR/metrics.json (train) or metrics_eval.json (--eval-only).
@@ -28,13 +35,14 @@ import os
 import weakref
 
 import detectron2.data  # noqa: F401  (registers the builtin datasets)
+import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
-from detectron2.engine import DefaultTrainer, SimpleTrainer, TrainerBase, hooks
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
 from detectron2.evaluation import COCOEvaluator
 from detectron2.modeling import build_model
 from detectron2.utils import comm
-from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
+from detectron2.utils.env import seed_all_rng
 
 from ..detection import (
     FBNetV2DetectionCheckpointer,
@@ -43,10 +51,10 @@ from ..detection import (
     zoo_weights_file,
 )
 from ..detection.weights import ZOO_PREFIX
-from .checkpointer import write_json
+from ..io import write_json
 from .errors import ConfigError, DetectionDataError
 from .run_setup import setup_run
-from .trainer_base import DeferredWriter, wrap_ddp
+from .trainer_base import DeferredWriter, run_writers, wrap_ddp
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +138,8 @@ def check_detection_config(cfg, train=True):
     """The checks of a detection config that need no model: registry names, datasets, the
     weights file. Runs before anything is written (and in the launching process)."""
     check_registered_names(cfg)
+    if train:
+        check_detection_schedule(cfg)
     register_coco_json(cfg)
     check_datasets(cfg, train=train)
     weights = cfg.MODEL.WEIGHTS
@@ -139,21 +149,52 @@ def check_detection_config(cfg, train=True):
         zoo_weights_file(weights[len(ZOO_PREFIX) :].strip("/"))
 
 
+def check_detection_schedule(cfg):
+    """The solver keys a detection run reads: SOLVER.MAX_ITER (not SOLVER.EPOCHS), and
+    SOLVER.AMP.ENABLED only on CUDA."""
+    if cfg.SOLVER.EPOCHS > 0:
+        raise ConfigError(
+            f"SOLVER.EPOCHS = {cfg.SOLVER.EPOCHS}: a detection run trains SOLVER.MAX_ITER "
+            f"iterations and does not read SOLVER.EPOCHS. Set SOLVER.EPOCHS 0 and give the "
+            f"length as SOLVER.MAX_ITER."
+        )
+    if cfg.SOLVER.AMP.ENABLED and torch.device(cfg.MODEL.DEVICE).type != "cuda":
+        raise ConfigError(
+            f"SOLVER.AMP.ENABLED True with MODEL.DEVICE {cfg.MODEL.DEVICE!r}: detectron2 "
+            f"0.6's AMPTrainer (torch.cuda.amp autocast and GradScaler) trains on CUDA only. "
+            f"Set SOLVER.AMP.ENABLED False to train on the CPU, or MODEL.DEVICE cuda."
+        )
+
+
+def seed_detection(cfg):
+    """Seed python, numpy and torch as detectron2's default_setup does (SEED + rank), before
+    the model (its initial weights) and the training loader (its sampler's shared seed) are
+    built: the same SEED gives the same run."""
+    seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + comm.get_rank())
+
+
 # ------------------------------------------------------------------------------ trainer
 
 
 class DetectionTrainer(DefaultTrainer):
-    """detectron2's DefaultTrainer with FBNetV2DetectionCheckpointer, COCOEvaluator (pure
-    Python), DDP that works on CPU, and writers made when training starts."""
+    """detectron2's DefaultTrainer, composed from its pieces as its __init__ composes them
+    (auto_scale_workers, create_ddp_model with broadcast_buffers=False, AMPTrainer or
+    SimpleTrainer by SOLVER.AMP.ENABLED, its hooks), with FBNetV2DetectionCheckpointer,
+    COCOEvaluator (pure Python), DDP that works on CPU (device_ids=None) and the project's
+    writers, made when training starts."""
 
     def __init__(self, cfg, model=None):
-        # DefaultTrainer.__init__ wraps the model with create_ddp_model (device_ids, which
-        # torch refuses for CPU modules) and makes the writers' files at once: set up here
+        # DefaultTrainer.__init__ builds the model itself (here it comes built, its weights
+        # loaded and checked), passes DDP a GPU's device_ids (torch refuses them for a CPU
+        # module) and makes the writers' files at once: its pieces, composed here
         TrainerBase.__init__(self)
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = model if model is not None else self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        self._trainer = SimpleTrainer(wrap_ddp(model, cfg.MODEL.DEVICE), data_loader, optimizer)
+        ddp = wrap_ddp(model, cfg.MODEL.DEVICE, broadcast_buffers=False)
+        step = AMPTrainer if cfg.SOLVER.AMP.ENABLED else SimpleTrainer
+        self._trainer = step(ddp, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = FBNetV2DetectionCheckpointer(
             model,
@@ -170,20 +211,11 @@ class DetectionTrainer(DefaultTrainer):
     def build_hooks(self):
         made = super().build_hooks()
         # the writers' files are made when training starts (a failed start leaves no files)
-        return [
-            DeferredWriter(self._writers, period=20) if isinstance(h, hooks.PeriodicWriter) else h
-            for h in made
-        ]
+        writer = DeferredWriter(lambda: run_writers(self.cfg.OUTPUT_DIR, self.max_iter), 20)
+        return [writer if isinstance(h, hooks.PeriodicWriter) else h for h in made]
 
     def build_writers(self):
         return []  # DefaultTrainer.build_hooks calls this; DeferredWriter makes the real ones
-
-    def _writers(self):
-        return [
-            CommonMetricPrinter(self.max_iter),
-            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "events.json")),
-            TensorboardXWriter(self.cfg.OUTPUT_DIR),
-        ]
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
@@ -243,6 +275,7 @@ def _flat(results):
 def run_detection(cfg, args):
     """Train (then evaluate on DATASETS.TEST) or, with --eval-only, evaluate MODEL.WEIGHTS."""
     check_detection_config(cfg, train=not args.eval_only)
+    seed_detection(cfg)
     if args.eval_only:
         model, report = _build_checked_model(cfg)
         setup_run(cfg, args)

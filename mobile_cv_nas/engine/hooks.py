@@ -3,10 +3,10 @@ checkpoints, and an exponential moving average of the weights."""
 
 import copy
 import logging
-import os
+import sys
 
 import torch
-from detectron2.engine import HookBase
+from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
 
 logger = logging.getLogger(__name__)
@@ -25,21 +25,23 @@ class TemperatureHook(HookBase):
         self.trainer.storage.put_scalar("tau", self.sampler.tau, smoothing_hint=False)
 
 
-class CheckpointHook(HookBase):
-    """Saves a resumable checkpoint every `period` iterations and at the end.
+class CheckpointHook(hooks.PeriodicCheckpointer):
+    """detectron2's PeriodicCheckpointer hook (fvcore's schedule: `checkpoint_{iter:07d}`
+    every `period` iterations, the last `keep` of them kept, `checkpoint_final` after the last
+    iteration, holding that iteration as detectron2's do), on the main process, with a check
+    that every weight is finite before each save.
 
-    Nothing is saved after a failed iteration (a non-finite loss, an exception): the last
-    good checkpoint stays the one `last_checkpoint` names. Older periodic checkpoints beyond
-    `keep` are deleted; the final one is `checkpoint_final.pth`.
+    Nothing is saved after a failed iteration (a non-finite loss, an exception skips the
+    iteration's after_step): the last good checkpoint stays the one `last_checkpoint` names.
+    The checkpointer (AtomicCheckpointer) writes each file atomically.
     """
 
     def __init__(self, checkpointer, period, keep=2):
-        self.checkpointer, self.period, self.keep = checkpointer, int(period), int(keep)
-        self._saved = []
+        # period <= 0: no periodic checkpoints (fvcore's schedule divides by the period)
+        period = int(period) if int(period) > 0 else sys.maxsize
+        super().__init__(checkpointer, period, max_to_keep=int(keep), file_prefix="checkpoint")
 
-    def _save(self, name):
-        if not comm.is_main_process():
-            return
+    def _check_finite(self, iteration):
         bad = [
             k
             for k, v in self.checkpointer.model.state_dict().items()
@@ -48,26 +50,23 @@ class CheckpointHook(HookBase):
         if bad:
             raise FloatingPointError(
                 f"Non-finite values in {len(bad)} weight tensor(s) (first: {bad[0]}) at "
-                f"iteration {self.trainer.iter}: not saved, the run stopped. The last good "
+                f"iteration {iteration}: not saved, the run stopped. The last good "
                 f"checkpoint is the one named in {self.checkpointer.save_dir}/last_checkpoint; "
                 f"lower the learning rate and rerun with --resume."
             )
-        self.checkpointer.save(name)
-        self._saved.append(name)
-        while len(self._saved) > self.keep:
-            old = os.path.join(self.checkpointer.save_dir, self._saved.pop(0) + ".pth")
-            if os.path.exists(old):
-                os.remove(old)
+
+    def step(self, iteration, **kwargs):
+        done = int(iteration) + 1
+        if done % self.period == 0 or done >= self.max_iter:  # a save is due
+            self._check_finite(iteration)
+        super().step(iteration, **kwargs)
 
     def after_step(self):
-        done = self.trainer.iter + 1
-        if self.period > 0 and done % self.period == 0 and done < self.trainer.max_iter:
-            self._save(f"checkpoint_{self.trainer.iter:07d}")
+        if comm.is_main_process():  # the only process that writes (and deletes) checkpoints
+            super().after_step()
 
     def after_train(self):
-        if self.trainer.iter == self.trainer.max_iter:  # detectron2: the run completed
-            self._save("checkpoint_final")
-        comm.synchronize()
+        comm.synchronize()  # the other processes wait for the final checkpoint
 
 
 class PeriodicEvalHook(HookBase):

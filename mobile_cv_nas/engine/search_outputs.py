@@ -13,12 +13,13 @@ import os
 
 import torch
 from detectron2.utils import comm
+from fvcore.nn.precise_bn import update_bn_stats
 
 from ..arch import build_model
 from ..flops import count_flops
+from ..io import atomic_write, write_json
 from ..search import derive_arch, derive_model
 from ..visualization import plot_architecture, plot_search_curves
-from .checkpointer import atomic_write, write_json
 from .evaluation import evaluate_classifier
 from .search_record import probabilities
 
@@ -28,21 +29,16 @@ logger = logging.getLogger(__name__)
 RECALIBRATION_BATCHES = 20
 
 
-@torch.no_grad()
 def recalibrate_norms(model, batches, count, device):
-    """Re-estimate the batch-norm statistics of `model` on `count` training batches.
+    """Re-estimate the batch-norm statistics of `model` on `count` training batches (fvcore's
+    precise-BN `update_bn_stats`: the true average of the per-batch statistics).
 
     The supernet's statistics were gathered under soft gates (mixtures of every op and
     width); the derived network's activations differ, so its inherited statistics are
     re-estimated before it is evaluated (the usual one-shot NAS practice)."""
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a cumulative average over the batches
-    model.train()
-    for _ in range(count):
-        images, _ = next(batches)
-        model(images.to(device))
+    model.train()  # update_bn_stats re-estimates the norms in training mode
+    with torch.no_grad():
+        update_bn_stats(model, (images.to(device) for images, _ in batches), count)
     model.eval()
     return model
 

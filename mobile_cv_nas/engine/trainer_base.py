@@ -1,6 +1,7 @@
-"""What the search and the classification trainers share, on detectron2's TrainerBase:
-writers (metric printer with ETA, JSON, TensorBoard), resumable atomic checkpoints, the
-non-finite-loss stop and DDP wrapping on CPU or GPU."""
+"""What the search, the classification and the detection trainers share, on detectron2's
+TrainerBase: one set of writers (metric printer with ETA, events.json, TensorBoard) made when
+training starts, resumable atomic checkpoints, the non-finite-loss stop and detectron2's
+create_ddp_model on CPU or GPU."""
 
 import logging
 import math
@@ -8,9 +9,9 @@ import os
 
 import torch
 from detectron2.engine import TrainerBase, hooks
+from detectron2.engine.defaults import create_ddp_model
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
-from torch.nn.parallel import DistributedDataParallel
 
 from .checkpointer import AtomicCheckpointer
 from .hooks import CheckpointHook
@@ -18,24 +19,68 @@ from .hooks import CheckpointHook
 logger = logging.getLogger(__name__)
 
 
-def wrap_ddp(model, device):
-    """DDP over the process group when there is one; on CPU without device_ids (detectron2's
-    create_ddp_model passes them, which torch refuses for CPU modules)."""
-    if comm.get_world_size() == 1:
-        return model
-    if torch.device(device).type == "cuda":
-        return DistributedDataParallel(model, device_ids=[comm.get_local_rank()])
-    return DistributedDataParallel(model)
+def wrap_ddp(model, device, **kwargs):
+    """detectron2's create_ddp_model (DDP over the process group when there is one; `kwargs`
+    go to DDP). On CPU with device_ids=None: create_ddp_model's default, [local rank], names
+    a GPU, which torch refuses for a CPU module."""
+    if torch.device(device).type != "cuda":
+        kwargs.setdefault("device_ids", None)
+    return create_ddp_model(model, **kwargs)
+
+
+def run_writers(output_dir, max_iter):
+    """The writers of every training task, on the main process (none on the others): the
+    metric printer (with ETA), OUTPUT_DIR/events.json and TensorBoard's files."""
+    if not comm.is_main_process():
+        return []
+    return [
+        CommonMetricPrinter(max_iter),
+        JSONWriter(os.path.join(output_dir, "events.json")),
+        TensorboardXWriter(output_dir),
+    ]
 
 
 def iterations(cfg, iters_per_epoch):
     """(iterations per schedule epoch, total iterations) from SOLVER.EPOCH_ITERS/EPOCHS or
-    SOLVER.MAX_ITER."""
+    SOLVER.MAX_ITER: SOLVER.EPOCHS > 0 takes precedence (the config check refuses a
+    SOLVER.MAX_ITER set beside it, see run_config.check_schedule)."""
     per_epoch = cfg.SOLVER.EPOCH_ITERS or iters_per_epoch
     total = cfg.SOLVER.EPOCHS * per_epoch if cfg.SOLVER.EPOCHS > 0 else cfg.SOLVER.MAX_ITER
     if total <= 0:
         raise ValueError("Set SOLVER.EPOCHS (or SOLVER.MAX_ITER) to a positive number.")
     return per_epoch, total
+
+
+def log_schedule(cfg, per_epoch, total):
+    """Log which key set the run's length (after setup_run, so that it is in log.txt)."""
+    if cfg.SOLVER.EPOCHS > 0:
+        logger.info(
+            f"Schedule: SOLVER.EPOCHS {cfg.SOLVER.EPOCHS} x {per_epoch} iterations per epoch = "
+            f"{total} iterations (SOLVER.EPOCHS takes precedence over SOLVER.MAX_ITER)."
+        )
+    else:
+        logger.info(f"Schedule: SOLVER.MAX_ITER {total} iterations (SOLVER.EPOCHS is 0).")
+
+
+def with_max_iter(cfg, max_iter):
+    """A frozen copy of `cfg` with SOLVER.MAX_ITER = `max_iter` (for the LR schedule)."""
+    schedule = cfg.clone()
+    schedule.defrost()
+    schedule.SOLVER.MAX_ITER = int(max_iter)
+    schedule.freeze()
+    return schedule
+
+
+def train_to_end(trainer):
+    """Train from the start iteration `resume_or_load` set; False when stopped early."""
+    if trainer.start_iter >= trainer.max_iter:
+        logger.info(
+            f"The run in {trainer.cfg.OUTPUT_DIR} is complete ({trainer.max_iter} "
+            f"iterations); writing its results again."
+        )
+        trainer.iter = trainer.max_iter
+        return True
+    return trainer.run()
 
 
 class DeferredWriter(hooks.PeriodicWriter):
@@ -71,15 +116,6 @@ class ProjectTrainer(TrainerBase):
             **checkpointables,
         )
 
-    def build_writers(self):
-        if not comm.is_main_process():
-            return []
-        return [
-            CommonMetricPrinter(self.max_iter),
-            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "events.json")),
-            TensorboardXWriter(self.cfg.OUTPUT_DIR),
-        ]
-
     def default_hooks(self, scheduler_optimizer, scheduler, state_hooks=()):
         """Timer, LR schedule, `state_hooks`, checkpoints. `state_hooks` (an EMA, the search's
         records) change checkpointed state after each step, so they run before the
@@ -94,7 +130,7 @@ class ProjectTrainer(TrainerBase):
         ]
 
     def writer_hook(self, period=20):
-        return DeferredWriter(self.build_writers, period=period)
+        return DeferredWriter(lambda: run_writers(self.cfg.OUTPUT_DIR, self.max_iter), period)
 
     def resume_or_load(self, resume):
         """Continue from OUTPUT_DIR's last checkpoint when `resume` and there is one."""

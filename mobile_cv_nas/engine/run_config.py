@@ -1,0 +1,170 @@
+"""The config of a run of tools/train_net.py: the command line, the config file and its
+overrides, the checks of the user's input that need no data (keys, values, the schedule) and
+the output-folder guard. Every check runs before anything is written."""
+
+import difflib
+import os
+
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import default_argument_parser
+
+from ..config import add_mobile_cv_nas_config
+from ..config.defaults import COST_LOSSES, TASKS
+from .detection_task import add_detection_config, check_detection_config
+from .errors import ConfigError, OutputDirError
+
+RUN_FILES = ("last_checkpoint", "config.yaml", "metrics.json", "events.json")
+AUGMENTS = ("none", "flip", "imagenet")
+
+
+# ------------------------------------------------------------------------------------ config
+
+
+def _all_keys(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, CfgNode):
+            yield from _all_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def _key_error(cfg, error, where):
+    message = str(error.args[0]) if error.args else str(error)
+    key = message.rsplit(":", 1)[-1].strip()
+    close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return ConfigError(f"{where}: {message}.{hint}")
+
+
+def parse_args(argv=None):
+    """detectron2's command line (--config-file, --resume, --eval-only, --num-gpus, ...,
+    trailing KEY VALUE overrides)."""
+    return default_argument_parser().parse_args(argv)
+
+
+def new_config():
+    """detectron2's defaults plus the project's keys (the detection ones too, so a detection
+    config's MODEL.MOBILE_CV_NAS.* and DATASETS.COCO_JSON merge)."""
+    return add_detection_config(add_mobile_cv_nas_config(get_cfg()))
+
+
+def setup_cfg(args):
+    """The frozen config of a command line: --config-file (with _BASE_), then the KEY VALUE
+    overrides; a typo in a key is a ConfigError naming it (with the closest real keys)."""
+    cfg = new_config()
+    if args.config_file:
+        if not os.path.isfile(args.config_file):
+            raise ConfigError(f"Config file {args.config_file!r} does not exist.")
+        try:
+            cfg.merge_from_file(args.config_file)
+        except KeyError as e:
+            raise _key_error(cfg, e, f"config file {args.config_file!r}") from None
+        except (ValueError, AssertionError) as e:
+            raise ConfigError(f"config file {args.config_file!r}: {e}") from None
+    flags = [o for o in args.opts if str(o).startswith("--")]
+    if flags:
+        raise ConfigError(
+            f"{flags[0]} comes after the KEY VALUE overrides, where it is read as a config key: "
+            f"put flags first (tools/train_net.py {flags[0]} --config-file FILE KEY VALUE ...)."
+        )
+    try:
+        cfg.merge_from_list(args.opts)
+    except KeyError as e:
+        raise _key_error(cfg, e, "command line") from None
+    except AssertionError as e:  # yacs asserts that an overridden key exists
+        if str(e).startswith("Non-existent key"):
+            raise _key_error(cfg, e, "command line") from None
+        raise ConfigError(f"command line overrides {args.opts}: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"command line overrides {args.opts}: {e}") from None
+    if args.eval_only and cfg.TASK != "detection":  # detection: run_detection reads the flag
+        cfg.TASK = "eval"
+    check_config(cfg)
+    if cfg.TASK in ("search", "train"):
+        check_schedule(cfg)
+    if cfg.TASK == "detection":
+        check_detection_config(cfg, train=not args.eval_only)
+    if cfg.SEED < 0:  # resolved once here, so every process (and config.yaml) has the same
+        cfg.SEED = int.from_bytes(os.urandom(4), "little") >> 1
+    cfg.freeze()
+    return cfg
+
+
+def _check_choice(value, choices, key):
+    if value not in choices:
+        raise ConfigError(f"{key} = {value!r}: use one of {', '.join(choices)}.")
+
+
+def check_config(cfg):
+    _check_choice(cfg.TASK, TASKS, "TASK")
+    _check_choice(cfg.NAS.COST.LOSS, COST_LOSSES, "NAS.COST.LOSS")
+    _check_choice(cfg.DATA.AUGMENT, AUGMENTS, "DATA.AUGMENT")
+    if cfg.NAS.COST.METRIC:
+        _check_choice(cfg.NAS.COST.METRIC, ("flops", "params"), "NAS.COST.METRIC")
+    if not 0 < cfg.NAS.WEIGHT_FRACTION < 1:
+        raise ConfigError(f"NAS.WEIGHT_FRACTION = {cfg.NAS.WEIGHT_FRACTION}: must be in (0, 1).")
+    if cfg.SOLVER.IMS_PER_BATCH <= 0:
+        raise ConfigError("SOLVER.IMS_PER_BATCH must be > 0.")
+    if len(cfg.DATA.MEAN) != len(cfg.DATA.STD):
+        raise ConfigError("DATA.MEAN and DATA.STD must have the same length (or both be empty).")
+    device = torch.device(cfg.MODEL.DEVICE)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here: add "
+            f"MODEL.DEVICE cpu to the command line."
+        )
+
+
+def check_output_dir(cfg, resume, args=None):
+    """A new run needs a folder without another run in it; --resume continues the run there,
+    if it is a run of the same task (and search space)."""
+    out = cfg.OUTPUT_DIR
+    eval_only = cfg.TASK == "eval" or (cfg.TASK == "detection" and getattr(args, "eval_only", 0))
+    if eval_only or not os.path.isdir(out):
+        return
+    found = [f for f in RUN_FILES if os.path.exists(os.path.join(out, f))]
+    found += sorted(f for f in os.listdir(out) if f.endswith(".pth"))
+    if not found:
+        return
+    if not resume:
+        raise OutputDirError(
+            f"OUTPUT_DIR {out!r} holds another run ({', '.join(found[:5])}). Pass --resume to "
+            f"continue that run, or set OUTPUT_DIR to a new folder (or delete this one)."
+        )
+    saved_path = os.path.join(out, "config.yaml")
+    if os.path.exists(saved_path):
+        saved = new_config()
+        saved.set_new_allowed(True)
+        saved.merge_from_file(saved_path)
+        same = ("DATASETS.TRAIN",) if cfg.TASK == "detection" else ("NAS.SPACE", "DATA.TRAIN")
+        for key in ("TASK", *same):
+            mine, theirs = _get(cfg, key), _get(saved, key)
+            if mine != theirs:
+                raise OutputDirError(
+                    f"--resume: OUTPUT_DIR {out!r} holds a run with {key} = {theirs!r}, not "
+                    f"{mine!r}. Resume it with its own config, or use a new OUTPUT_DIR."
+                )
+
+
+def _get(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
+
+
+#: detectron2's SOLVER.MAX_ITER default: the value that means "not set" beside SOLVER.EPOCHS.
+D2_MAX_ITER = get_cfg().SOLVER.MAX_ITER
+
+
+def check_schedule(cfg):
+    """The length of a search or train run: SOLVER.EPOCHS > 0 takes precedence over
+    SOLVER.MAX_ITER (logged when the run starts); both set is an error, unless MAX_ITER is
+    detectron2's default (it was not set)."""
+    if cfg.SOLVER.EPOCHS > 0 and cfg.SOLVER.MAX_ITER != D2_MAX_ITER:
+        raise ConfigError(
+            f"SOLVER.EPOCHS = {cfg.SOLVER.EPOCHS} and SOLVER.MAX_ITER = {cfg.SOLVER.MAX_ITER} "
+            f"both set the run's length. Set one: SOLVER.EPOCHS 0 to train SOLVER.MAX_ITER "
+            f"iterations, or SOLVER.MAX_ITER {D2_MAX_ITER} (detectron2's default, i.e. not "
+            f"set) to train SOLVER.EPOCHS epochs."
+        )

@@ -1,0 +1,85 @@
+"""TASK: search: the DMaskingNAS search (engine/search_trainer.py) of a search space on a
+classification dataset; writes the searched arch.yaml, its pictures and metrics.json
+(engine/search_outputs.py)."""
+
+import dataclasses
+import logging
+import math
+import time
+
+import torch
+from detectron2.utils import comm
+
+from ..search import GumbelSampler, Supernet
+from ..search.cost_bounds import cost_range
+from ..search.cost_loss import CostLoss
+from ..search.space import as_search_space
+from .data import SearchData, build_datasets
+from .errors import ConfigError
+from .run_setup import setup_run
+from .search_outputs import write_search_outputs
+from .search_trainer import SearchTrainer
+from .trainer_base import iterations, log_schedule, train_to_end, with_max_iter
+
+logger = logging.getLogger(__name__)
+
+
+def cost_target(cfg, supernet):
+    """(metric, target, (cheapest, dearest)) of the search's cost term; a target below the
+    cheapest architecture of the space is a ConfigError."""
+    metric = cfg.NAS.COST.METRIC or supernet.space.cost
+    low, high = cost_range(supernet, metric)
+    unit = "MFLOPs" if metric == "flops" else "M params"
+    if cfg.NAS.COST.TARGET_M > 0:
+        target = cfg.NAS.COST.TARGET_M * 1e6
+    else:
+        target = math.sqrt(low * high)
+        logger.info(f"NAS.COST.TARGET_M not set: the geometric middle {target / 1e6:.4g} {unit}")
+    name = supernet.space.name or cfg.NAS.SPACE
+    if target < low:
+        raise ConfigError(
+            f"NAS.COST.TARGET_M = {target / 1e6:.4g} {unit} cannot be reached: the cheapest "
+            f"architecture of search space {name!r} costs {low / 1e6:.4g} {unit} (the dearest "
+            f"{high / 1e6:.4g}). Set NAS.COST.TARGET_M between these, or search a smaller space."
+        )
+    if target > high:
+        logger.warning(
+            f"NAS.COST.TARGET_M = {target / 1e6:.4g} {unit} is above the dearest architecture "
+            f"of {name!r} ({high / 1e6:.4g} {unit}): the cost term will only favour cheaper ones."
+        )
+    return metric, target, (low, high)
+
+
+def run_search(cfg, args):
+    rank, world = comm.get_rank(), comm.get_world_size()
+    datasets = build_datasets(cfg)
+    space = dataclasses.replace(
+        as_search_space(cfg.NAS.SPACE),
+        num_classes=len(datasets.classes),
+        in_channels=datasets.in_channels,
+    )
+    torch.manual_seed(cfg.SEED)  # the same initial weights on every process
+    sampler = GumbelSampler(tau=cfg.NAS.TAU.START, seed=cfg.SEED, rank=rank)
+    supernet = Supernet(space, sampler, norm=cfg.MODEL.MOBILE_CV_NAS.NORM)
+    metric, target, bounds = cost_target(cfg, supernet)
+    c = cfg.NAS.COST
+    cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
+    data = SearchData(cfg, datasets, supernet.max_resolution, rank, world)
+    schedule_per_epoch, max_iter = iterations(cfg, data.iters_per_epoch)
+    trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, with_max_iter(cfg, max_iter))
+    # a checkpoint that does not load fails here, before the run writes anything
+    start_iter = trainer.resume_or_load(args.resume)
+
+    setup_run(cfg, args, resumed=start_iter > 0)
+    log_schedule(cfg, schedule_per_epoch, max_iter)
+    logger.info(
+        f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
+        f"{metric} {bounds[0] / 1e6:.4g}..{bounds[1] / 1e6:.4g} M, target {target / 1e6:.4g} M; "
+        f"loss {cost_loss}; {len(data.weight_indices)} weight / {len(data.alpha_indices)} alpha "
+        f"images, {data.iters_per_epoch} iterations per epoch, {max_iter} iterations."
+    )
+    start = time.perf_counter()
+    completed = train_to_end(trainer)
+    if not completed:
+        return None
+    return write_search_outputs(trainer, data, metric, target, bounds, time.perf_counter() - start)
