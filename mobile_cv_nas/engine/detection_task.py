@@ -45,12 +45,12 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from ..detection import (
+    ZOO_PREFIX,
     FBNetV2DetectionCheckpointer,
     add_fbnetv2_config,
     check_registered_names,
     zoo_weights_file,
 )
-from ..detection.weights import ZOO_PREFIX
 from ..io import write_json
 from .errors import ConfigError, DetectionDataError
 from .run_setup import setup_run
