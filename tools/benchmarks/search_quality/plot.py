@@ -50,11 +50,14 @@ def write_plot(results, path):
             label=f"searched, {mode} (mean +- std over seeds)",
             zorder=3,
         )
+    flops = [r["flops_m"] for p in points for r in (*p["random"], *p["searched"])]
+    if min(flops) > 0 and max(flops) / min(flops) > 3:  # budgets spread on a log scale
+        ax.set_xscale("log")
     ax.set_xlabel("MFLOPs (published convention)")
     ax.set_ylabel("validation top-1 (%)")
     ax.set_title("Searched vs random architectures at each budget", fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)

@@ -130,9 +130,12 @@ def _write_arch(output, name, arch):
     path = os.path.join(output, "archs", f"{name}.yaml")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     text = arch.to_yaml()
-    if not os.path.isfile(path) or open(path).read() != text:
-        with open(path, "w") as f:
-            f.write(text)
+    if os.path.isfile(path):
+        with open(path) as f:
+            if f.read() == text:
+                return path  # unchanged: a rerun leaves the file as it was
+    with open(path, "w") as f:
+        f.write(text)
     return path
 
 
