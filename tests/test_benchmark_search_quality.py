@@ -281,6 +281,17 @@ def test_cli_budgets_end_to_end_and_resume(tmp_path, capsys, caplog):
         again = json.load(f)
     assert [p["stats"] for p in again["points"]] == [p["stats"] for p in results["points"]]
 
+    # a training killed before its metrics.json: continued (--resume) from its checkpoint
+    killed = os.path.join(out, results["points"][0]["random"][0]["run_dir"], "metrics.json")
+    os.remove(killed)
+    caplog.clear()
+    assert cli.main(argv) == 0
+    capsys.readouterr()
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("continuing the killed run" in m for m in messages) == 1
+    assert sum("finished before, reusing" in m for m in messages) >= 2 + 3
+    assert os.path.isfile(killed)
+
 
 def test_job_killed_midway_resumes(tmp_path):
     from benchmarks.search_quality.jobs import SPEC_FILE, Job

@@ -157,15 +157,12 @@ def _run_logging():
 
 
 def run_engine(cfg, args):
-    """`main(cfg, args)` of the engine in this process; returns what the task returns."""
+    """`main(cfg, args)` of the engine in this process, after tools/train_net.py's check of
+    OUTPUT_DIR (a new run needs a free folder; --resume, a run of the same task); returns
+    what the task returns."""
+    check_output_dir(cfg, args.resume, args)
     with _run_logging():
         return main(cfg, args)
-
-
-def check_new_run_dirs(cfgs):
-    """Refuse, before anything runs, OUTPUT_DIRs that already hold a run."""
-    for cfg in cfgs:
-        check_output_dir(cfg, resume=False)
 
 
 def read_metrics(output_dir):
