@@ -3,7 +3,7 @@ than random sampling of the same space at the same FLOPs, and what does a search
 cost, per sampling mode (NAS.SAMPLING: mixture, single_path)?
 
 The searches run through the engine's search task in this process, one per budget
-(NAS.COST.TARGET_M, by default at 0.3, 0.5 and 0.7 of the space's FLOP range on a log scale)
+(NAS.COST.TARGET_M, by default at 0.5, 0.65 and 0.8 of the space's FLOP range on a log scale)
 and mode, each in its own OUTPUT_DIR (or one finished search is read: --search-dir). At each,
 random architectures within +-10% of the searched one's FLOPs are drawn, and every
 architecture is trained from scratch through the engine's train task with one short schedule
