@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Search quality, measured: train the searched architecture and random architectures of the
-same space within +-10% of its FLOPs with one short schedule, compare validation accuracy,
-and time a search iteration against a training iteration of the space's largest candidate.
+"""Search quality at several budgets, in one command: search at three FLOP budgets across the
+space's range with each sampling mode, train each searched architecture with three seeds and
+eight random architectures of the same space within +-10% of its FLOPs with one short
+schedule, and test whether the search beats random; time a search iteration (and its weight
+step, and peak memory) per mode against a training iteration of the largest candidate.
 
     export OMP_NUM_THREADS=1
+    python tools/benchmark_search_quality.py                       # the README table
+    python tools/benchmark_search_quality.py --modes mixture --budgets-m 0.1,0.3
     python tools/benchmark_search_quality.py --search-dir output/search_fashion_mnist
-    python tools/benchmark_search_quality.py --run-search --num-random 5
-    python tools/benchmark_search_quality.py --search-dir DIR --output output/sq_quick \\
-        SOLVER.EPOCHS 1 SOLVER.EPOCH_ITERS 20
+    python tools/fetch_fashion_mnist.py && python tools/benchmark_search_quality.py --data full
 
-Prints a table, the random mean +- std, searched minus random mean and the iteration-time
-ratio; writes OUTPUT/report.json and OUTPUT/accuracy_vs_mflops.png (default
-output/search_quality). Trailing KEY VALUE pairs override the train config in every run. The
-logic lives in tools/benchmarks/search_quality/; see its docstring.
+Prints, per budget and mode, the share of random architectures beaten and a one-sided
+Mann-Whitney U test, and the cost ratios next to the single-path targets; writes
+OUTPUT/report.json and OUTPUT/pareto.png (default output/search_quality). Rerun with the same
+--output to continue a killed benchmark: finished runs are reused. Trailing KEY VALUE pairs
+override the config of every search and training run. The logic lives in
+tools/benchmarks/search_quality/; see its docstring.
 """
 
 import os

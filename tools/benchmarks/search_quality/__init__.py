@@ -1,20 +1,25 @@
-"""Benchmark of search quality: is the searched architecture better than random ones of the
-same space at the same FLOPs, and what does a search iteration cost?
+"""Benchmark of search quality at several budgets: does the search find better architectures
+than random sampling of the same space at the same FLOPs, and what does a search iteration
+cost, per sampling mode (NAS.SAMPLING: mixture, single_path)?
 
-With ONE short training schedule on the embedded Fashion-MNIST subset (the same on every
-machine), the searched architecture and >= 3 random architectures of the same search space
-within +-10% of its FLOPs are trained from scratch through the engine's train task, each in
-its own OUTPUT_DIR, with the same config, seed and schedule; the report gives their validation
-top-1, the random mean and sample std, and searched minus random mean. It also times a search
-iteration (the search trainer's weight step + alpha step) against a training iteration of
-the space's largest candidate built as a plain model, same batch, in the same process.
+The searches run through the engine's search task in this process, one per budget
+(NAS.COST.TARGET_M, by default at 0.5, 0.65 and 0.8 of the space's FLOP range on a log scale)
+and mode, each in its own OUTPUT_DIR (or one finished search is read: --search-dir). At each,
+random architectures within +-10% of the searched one's FLOPs are drawn, and every
+architecture is trained from scratch through the engine's train task with one short schedule
+(the searched ones with several seeds). The report gives, per budget and mode, the share of
+random archs that the searched arch's mean accuracy beats and a one-sided Mann-Whitney U test
+(searched seeds vs random archs); the plot, accuracy against MFLOPs. Runs are resumable
+(folders named by a fingerprint of their config).
 
 Modules:
   * `sampling`  random architectures of a space within a FLOP window (seeded, distinct)
-  * `training`  engine configs and in-process runs (train, and the demo search)
-  * `timing`    search iteration vs training iteration of the largest candidate
+  * `training`  engine configs (data, sampling mode) and in-process engine runs
+  * `jobs`      resumable runs (fingerprinted folders) and progress with ETA
+  * `timing`    search iteration / weight step / peak memory vs a training iteration
+  * `stats`     share beaten, Mann-Whitney U with exact or normal p-value (stdlib only)
   * `run`       the whole benchmark -> the results dict (what report.json holds)
-  * `report`, `plot`  mean/std, the table and interpretation; the PNG
+  * `report`, `plot`  the printed tables and verdict; the Pareto PNG
   * `cli`       `build_parser`, `resolve_args`, `main` (tools/benchmark_search_quality.py)
 
 Import what you need from its module; the package itself exports `main` only.

@@ -3,18 +3,17 @@
 `main(argv)` parses and resolves the options, runs the benchmark, prints the report (the
 program's output, on stdout; the engine's runs log to stdout too, as tools/train_net.py does)
 and writes the JSON and the plot. User errors (bad config, search folder, no random arch in
-the window, an OUTPUT_DIR holding a run) print one line and exit with status 2.
+the window, a folder holding another benchmark's run, --data full without the full set)
+print one line and exit with status 2.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
-import torch
-
 from mobile_cv_nas.engine.errors import USER_ERRORS
+from mobile_cv_nas.io import write_json
 
 from .. import setup_logging
 from .plot import write_plot
@@ -26,6 +25,12 @@ from .training import check_overrides
 DEFAULT_SEARCH_CONFIG = os.path.join("configs", "search", "fashion_mnist_cpu.yaml")
 DEFAULT_TRAIN_CONFIG = os.path.join("configs", "train", "fashion_mnist_cpu.yaml")
 DEFAULT_OUTPUT = os.path.join("output", "search_quality")
+#: Log-scale fractions of the space's FLOP range: its geometric middle (the engine's default
+#: target) and two above, where uniformly random architectures are dense enough to draw 8
+#: within +-10% of a searched one (fashion_mnist: 90% of them lie between 0.41 and 0.82,
+#: 0.14..0.77 MFLOPs, and searches land at or below their budget).
+DEFAULT_BUDGETS = [0.5, 0.65, 0.8]
+DEFAULT_MODES = ["mixture", "single_path"]
 ERRORS = (*USER_ERRORS, SamplingError, SearchDirError)
 
 #: The logger of the benchmark's modules (`benchmarks.search_quality.*`).
@@ -42,38 +47,61 @@ def _repo_file(path):
     return candidate if os.path.exists(candidate) else path
 
 
-def _seeds(text):
-    return [int(v) for v in text.replace(",", " ").split()]
+def _floats(text):
+    return [float(v) for v in text.replace(",", " ").split()]
+
+
+def _names(text):
+    return [v for v in text.replace(",", " ").split() if v]
 
 
 def build_parser():
     p = argparse.ArgumentParser(
-        description="Search quality: train the searched architecture and random architectures "
-        "of the same space within +-10% of its FLOPs with one short schedule; compare their "
-        "validation accuracy, and time a search iteration against a training iteration of the "
-        "space's largest candidate.",
-        epilog="Trailing KEY VALUE pairs override the train config in every training run "
+        description="Search quality at several budgets: search at each FLOP budget with each "
+        "sampling mode, train every searched architecture with several seeds and random "
+        "architectures of the same space within +-10% of its FLOPs with one short schedule; "
+        "report the share of random archs beaten and a one-sided rank test, draw accuracy "
+        "against MFLOPs, and time a search iteration against a training iteration of the "
+        "space's largest candidate. A rerun with the same --output reuses finished runs.",
+        epilog="Trailing KEY VALUE pairs override the config of every search and training run "
         "(e.g. SOLVER.EPOCHS 1).",
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--search-dir", help="OUTPUT_DIR of a finished search (arch.yaml, config)")
-    src.add_argument(
-        "--run-search",
-        action="store_true",
-        help="run the demo search (--search-config, on the embedded Fashion-MNIST subset) "
-        "into OUTPUT/search first",
+    p.add_argument(
+        "--search-dir",
+        help="OUTPUT_DIR of one finished search to evaluate instead of running the searches",
+    )
+    budgets = p.add_mutually_exclusive_group()
+    budgets.add_argument(
+        "--budgets",
+        type=_floats,
+        default=DEFAULT_BUDGETS,
+        help="budgets as fractions of the space's FLOP range on a log scale (0: the cheapest "
+        "architecture, 1: the dearest; default 0.5,0.65,0.8)",
+    )
+    budgets.add_argument("--budgets-m", type=_floats, help="budgets in MFLOPs, e.g. 0.1,0.2,0.4")
+    p.add_argument(
+        "--modes",
+        type=_names,
+        default=DEFAULT_MODES,
+        help="sampling modes of the search (NAS.SAMPLING), default mixture,single_path",
+    )
+    p.add_argument(
+        "--data",
+        choices=("subset", "full"),
+        default="subset",
+        help="the embedded Fashion-MNIST subset (default) or the full set (install it with "
+        "python tools/fetch_fashion_mnist.py)",
     )
     p.add_argument("--search-config", default=DEFAULT_SEARCH_CONFIG)
     p.add_argument("--train-config", default=DEFAULT_TRAIN_CONFIG, help="the short schedule")
-    p.add_argument("--num-random", type=int, default=3, help="random architectures (>= 3)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed and every run's SEED")
+    p.add_argument("--num-random", type=int, default=8, help="random archs per budget (8)")
     p.add_argument(
-        "--noise-seeds",
-        type=_seeds,
-        default=[],
-        help="also train the searched arch with these seeds (e.g. '1,2'), to show the "
-        "seed-to-seed spread of one architecture",
+        "--searched-seeds", type=int, default=3, help="training seeds of a searched arch (3)"
     )
+    p.add_argument(
+        "--random-seeds", type=int, default=1, help="training seeds of a random arch (1)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="sampling seed and the first run seed")
     p.add_argument(
         "--tolerance",
         type=float,
@@ -87,29 +115,28 @@ def build_parser():
     p.add_argument("--timing-warmup", type=int, default=3)
     p.add_argument("--output", default=DEFAULT_OUTPUT, help="folder of runs, JSON and plot")
     p.add_argument("--no-plot", action="store_true")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of training")
+    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every run")
     return p
 
 
 def resolve_args(ns):
     """The parsed options (Namespace or mapping) with paths and defaults filled in, a dict."""
     args = vars(ns) if isinstance(ns, argparse.Namespace) else dict(ns)
-    if args["num_random"] < 3:
-        raise SystemExit("--num-random must be >= 3 (a mean and a spread need a few samples).")
+    if args["num_random"] < 2:
+        raise SystemExit("--num-random must be >= 2 (8 by default).")
+    if args["searched_seeds"] < 1 or args["random_seeds"] < 1:
+        raise SystemExit("--searched-seeds and --random-seeds must be >= 1.")
+    if not args["modes"]:
+        raise SystemExit("--modes needs at least one sampling mode.")
     if not 0 < args["tolerance"] < 1:
         raise SystemExit(f"--tolerance must be in (0, 1), got {args['tolerance']}.")
     if args["max_tries"] < 1 or args["timing_iters"] < 0 or args["timing_warmup"] < 0:
         raise SystemExit("--max-tries must be >= 1, --timing-iters and --timing-warmup >= 0.")
     args["search_config"] = _repo_file(args["search_config"])
     args["train_config"] = _repo_file(args["train_config"])
-    if args["run_search"]:
-        args["search_dir"] = os.path.join(args["output"], "search")
     args["overrides"] = list(args.pop("opts") or [])
-    args["threads"] = torch.get_num_threads()
     args["json"] = os.path.join(args["output"], "report.json")
-    args["plot"] = (
-        None if args["no_plot"] else os.path.join(args["output"], "accuracy_vs_mflops.png")
-    )
+    args["plot"] = None if args["no_plot"] else os.path.join(args["output"], "pareto.png")
     return args
 
 
@@ -124,9 +151,7 @@ def main(argv=None):
         print(f"error: {e}", file=sys.stderr)
         return 2
     results["total_wall_s"] = time.perf_counter() - t0
-    os.makedirs(args["output"], exist_ok=True)
-    with open(args["json"], "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(args["json"], results)
     print(format_report(results))
     print(f"\nwall time {results['total_wall_s']:.0f}s; JSON: {args['json']}")
     if args["plot"]:

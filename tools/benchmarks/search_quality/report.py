@@ -1,7 +1,12 @@
-"""The report: mean and spread of the random architectures, the searched one against them,
-the printed table and an interpretation that says no more than the numbers do."""
+"""The printed report (Markdown) of `run_benchmark`'s results: per budget and sampling mode,
+the searched architecture (mean over its training seeds) against the random ones of equal
+FLOPs, with the share beaten and the one-sided rank test; the iteration and memory ratios
+next to the single-path targets; a verdict that says no more than the numbers do."""
 
 import statistics
+
+#: One-sided significance level of the verdict.
+ALPHA = 0.05
 
 
 def mean_std(values):
@@ -14,131 +19,107 @@ def mean_std(values):
     return mean, std
 
 
-def summarize(searched_top1, random_top1s, seed_top1s=None):
-    """The comparison of the searched architecture's val top-1 with the random ones' (all in
-    percent): random mean and sample std, searched minus mean, how many random archs the
-    searched one beats; with `seed_top1s` (the searched arch retrained with other seeds,
-    including the main run) the seed-to-seed std of one architecture."""
-    mean, std = mean_std(random_top1s)
-    diff = float(searched_top1) - mean
-    summary = {
-        "searched_top1": float(searched_top1),
-        "random_mean_top1": mean,
-        "random_std_top1": std,
-        "random_min_top1": min(random_top1s),
-        "random_max_top1": max(random_top1s),
-        "num_random": len(random_top1s),
-        "searched_minus_random_mean": diff,
-        "diff_in_random_stds": diff / std if std > 0 else None,
-        "random_beaten": sum(1 for v in random_top1s if searched_top1 > v),
-        "random_tied": sum(1 for v in random_top1s if searched_top1 == v),
-    }
-    if seed_top1s and len(seed_top1s) > 1:
-        seed_mean, seed_std = mean_std(seed_top1s)
-        summary.update(
-            searched_seed_top1s=[float(v) for v in seed_top1s],
-            searched_seed_mean_top1=seed_mean,
-            searched_seed_std_top1=seed_std,
-        )
-    return summary
+def _mean_flops(rows):
+    return statistics.fmean(r["flops_m"] for r in rows)
 
 
-def interpretation(summary):
-    """Plain sentences on what the numbers support (and what they do not)."""
-    n, diff, std = (
-        summary["num_random"],
-        summary["searched_minus_random_mean"],
-        summary["random_std_top1"],
-    )
-    beaten = summary["random_beaten"]
-    seed_std = summary.get("searched_seed_std_top1")
+def quality_table(points):
     lines = [
-        f"The searched architecture reached {summary['searched_top1']:.2f}% val top-1; "
-        f"{n} random architectures of the same space within the FLOP window reached "
-        f"{summary['random_mean_top1']:.2f} +- {std:.2f}% (mean +- sample std; range "
-        f"{summary['random_min_top1']:.2f}..{summary['random_max_top1']:.2f}%). "
-        f"Searched minus random mean: {diff:+.2f} points; it beats {beaten} of {n}."
+        "| mode | budget MFLOPs | searched MFLOPs | searched top-1 (seeds) | random top-1 "
+        "(archs) | random beaten | U | p (one-sided) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    noise = max(std, seed_std or 0.0)
-    if beaten == n and std > 0 and diff > 2 * noise:
-        verdict = (
-            "The searched architecture is above every random one by more than twice the "
-            "spread: consistent with the search finding a better-than-random architecture at "
-            "this FLOP budget"
+    for p in points:
+        s = p["stats"]
+        lines.append(
+            f"| {p['mode']} | {p['budget_m']:.4g} | {_mean_flops(p['searched']):.4f} | "
+            f"{s['searched_mean_top1']:.2f} +- {s['searched_std_top1']:.2f} (n={s['num_seeds']})"
+            f" | {s['random_mean_top1']:.2f} +- {s['random_std_top1']:.2f} "
+            f"(n={s['num_random']}) | {s['random_beaten']}/{s['num_random']} "
+            f"({s['share_beaten']:.0%}) | {s['mann_whitney_u']:g} | {s['p_value']:.3g} |"
         )
-    elif diff > 0:
-        why = []
-        if beaten < n:
-            why.append(f"not above every random one ({n - beaten} of {n} score as high or higher)")
-        if not (std > 0 and diff > 2 * noise):
-            why.append("not by more than twice the spread")
-        verdict = (
-            f"The searched architecture is above the random mean but {' and '.join(why)}: this "
-            "run does not show that the search beats random sampling at this FLOP budget"
-        )
-    else:
-        verdict = (
-            "The searched architecture is not above the random mean: this run shows no "
-            "advantage of the search over random sampling at this FLOP budget"
-        )
-    caveat = (
-        f" (only {n} random architectures, one training seed each, one short schedule; the "
-        "random spread mixes architecture differences with training noise"
-    )
-    if seed_std is not None:
-        caveat += (
-            f"; the searched architecture alone varies by {seed_std:.2f} points (sample std) "
-            f"over {len(summary['searched_seed_top1s'])} training seeds"
-        )
-    lines.append(verdict + caveat + ").")
     return lines
 
 
-def _row(name, r):
-    return (
-        f"| {name} | {r['flops_m']:.4f} | {r['params_m']:.4f} | {r['input_size']} | "
-        f"{r['val_top1']:.2f} |"
+def timing_lines(t):
+    if not t:
+        return []
+    la = t["largest_arch"]
+    target = t["targets"]["single_path"]
+    lines = [
+        f"Cost relative to a training iteration of the largest candidate ({la['flops_m']:.4f} "
+        f"MFLOPs, {la['input_size']} px: {1e3 * t['train_step_s']:.1f} ms, "
+        f"{t['train_peak_bytes'] / 1e6:.1f} MB peak); medians of {t['iters']} after "
+        f"{t['warmup']} warm-up, batch {t['batch']}, {t['threads']} thread(s), {t['device']}:",
+        "",
+        "| mode | search iteration | weight step | peak memory |",
+        "|---|---:|---:|---:|",
+    ]
+    for mode, m in t["modes"].items():
+        lines.append(
+            f"| {mode} | {m['ratio']:.2f}x ({1e3 * m['search_step_s']:.1f} ms) | "
+            f"{m['weight_step_ratio']:.2f}x ({1e3 * m['weight_step_s']:.1f} ms) | "
+            f"{m['memory_ratio']:.2f}x ({m['peak_bytes'] / 1e6:.1f} MB) |"
+        )
+    lines.append(
+        f"| target (single_path) | <= {target['ratio']}x | <= {target['weight_step_ratio']}x | "
+        f"<= {target['memory_ratio']}x |"
     )
+    sp = t["modes"].get("single_path")
+    if sp:
+        met = [k for k in target if sp[k] <= target[k]]
+        lines.append(
+            f"single_path meets {len(met)} of {len(target)} targets"
+            + (f" (misses: {', '.join(k for k in target if k not in met)})" if len(met) < 3 else "")
+        )
+    return lines
+
+
+def verdict(points, alpha=ALPHA):
+    """One sentence per budget and mode, and one overall."""
+    lines = []
+    wins = 0
+    for p in points:
+        s = p["stats"]
+        where = f"{p['mode']} at {p['budget_m']:.4g} MFLOPs"
+        if s["p_value"] < alpha:
+            wins += 1
+            lines.append(
+                f"- {where}: the searched arch beats {s['share_beaten']:.0%} of the random ones "
+                f"and its seeds rank above them (p = {s['p_value']:.3g} < {alpha}): better than "
+                f"random here."
+            )
+        else:
+            lines.append(
+                f"- {where}: beats {s['share_beaten']:.0%} of the random ones; p = "
+                f"{s['p_value']:.3g} >= {alpha}: not shown to beat random here."
+            )
+    n = len(points)
+    small = (
+        min(p["stats"]["num_seeds"] for p in points),
+        min(p["stats"]["num_random"] for p in points),
+    )
+    lines.append(
+        f"Overall: the search beats random at {wins} of {n} budget/mode points "
+        f"(one-sided Mann-Whitney U, searched seeds vs random archs, level {alpha}; with "
+        f"{small[0]} seeds and {small[1]} random archs the smallest possible p is "
+        f"{_min_p(*small):.3g}; one short schedule, no correction for the {n} tests)."
+    )
+    return lines
+
+
+def _min_p(n_x, n_y):
+    import math
+
+    return 1 / math.comb(n_x + n_y, n_x)
 
 
 def format_report(results):
-    """The printed report (Markdown) of `run_benchmark`'s results."""
-    s = results["summary"]
-    lines = [
-        "| arch | MFLOPs | M params | input | val top-1 (%) |",
-        "|---|---:|---:|---:|---:|",
-        _row(f"**searched** ({results['searched']['name']})", results["searched"]),
-    ]
-    lines += [_row(r["name"], r) for r in results["random"]]
-    lines += [
-        "",
-        f"random mean +- std (n={s['num_random']}, sample std): "
-        f"{s['random_mean_top1']:.2f} +- {s['random_std_top1']:.2f}%",
-        f"searched - random mean: {s['searched_minus_random_mean']:+.2f} points "
-        f"(beats {s['random_beaten']} of {s['num_random']})",
-    ]
-    if "searched_seed_std_top1" in s:
-        tops = ", ".join(f"{v:.2f}" for v in s["searched_seed_top1s"])
-        lines.append(
-            f"searched arch over {len(s['searched_seed_top1s'])} training seeds: {tops} "
-            f"(mean {s['searched_seed_mean_top1']:.2f}, std {s['searched_seed_std_top1']:.2f})"
-        )
-    t = results.get("timing")
+    """The printed report of `run_benchmark`'s results."""
+    points = results["points"]
+    lines = [*quality_table(points), ""]
+    lines += verdict(points)
+    t = timing_lines(results.get("timing"))
     if t:
-        la = t["largest_arch"]
-        lines.append(
-            f"search iteration (weight + alpha step) / training iteration of the largest "
-            f"candidate ({la['flops_m']:.4f} MFLOPs, {la['input_size']}px): "
-            f"{1e3 * t['search_step_s']:.1f} ms / {1e3 * t['train_step_s']:.1f} ms = "
-            f"{t['ratio']:.2f}x; weight step alone {1e3 * t['weight_step_s']:.1f} ms = "
-            f"{t['weight_step_ratio']:.2f}x (medians of {t['iters']} after {t['warmup']} "
-            f"warm-up, batch {t['batch']}, {t['threads']} thread(s), {t['device']})"
-        )
-        if t.get("ratio_without_data") is not None:
-            lines.append(
-                f"both include fetching batches ({1e3 * t['batch_fetch_s']:.1f} ms each, two "
-                f"per search iteration); without it, estimated from medians measured apart: "
-                f"about {t['ratio_without_data']:.1f}x"
-            )
-    lines += ["", *interpretation(s)]
+        lines += ["", *t]
     return "\n".join(lines)

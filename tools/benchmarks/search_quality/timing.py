@@ -1,111 +1,81 @@
 """Cost of a search iteration relative to a training iteration of the space's largest
-candidate, measured in one process.
+candidate, per sampling mode, measured in one process.
 
-  * search iteration: `SearchTrainer.run_step` of the engine at an iteration where alphas
-    train, i.e. a weight step (SGD on a batch of the weight split) and an alpha step (Adam on
-    a batch of the alpha split, cross-entropy combined with the effective cost), with the
-    supernet, data and losses built as the search task builds them from the search's config;
-  * training iteration: `ClassificationTrainer.run_step` of the engine on the plain model of
-    `space.largest_arch_def()` (max resolution, widths, expansions, the largest op of every
-    block), same batch size, same data transform.
+The trainers are the engine's own: the search task (`NAS.SAMPLING <mode>` where the engine
+has the key) and the train task on the space's largest candidate
+(`space.largest_arch_def()`: max resolution, widths, expansions, the largest op of every
+block) are run in this process from the same config file and overrides, each in a temporary
+OUTPUT_DIR, and stopped where they would start training (their `run` is replaced for the
+duration): what is timed is the trainer that the task built, with its data, losses and
+sampling mode.
 
-Both include fetching their batches (DATALOADER.NUM_WORKERS of the config: 0 = in the loop),
-as the real runs do; hooks (logging, checkpoints) are not run. The weight step alone (what
-the search does before NAS.ALPHA_START_EPOCH) is timed too, and one batch fetch apart, for an
-estimate of the ratio without data loading. The steps alternate (search iteration, weight
-step, training iteration), so slow phases of a shared machine hit all three; ratios are of
-the medians after warm-up.
+  * search iteration: `run_step` at an iteration where alphas train (weight step + alpha
+    step); weight step: the same with the alpha step switched off (the search before
+    NAS.ALPHA_START_EPOCH);
+  * training iteration: `run_step` of the train task's trainer, same batch size.
+
+Steps alternate (every mode's search iteration and weight step, then a training iteration),
+so slow phases of a shared machine hit all; ratios are of the medians after warm-up. Hooks
+(logging, checkpoints) are not run.
+
+Peak memory of one step of each kind: the bytes the trainer holds (parameters, buffers,
+gradients, optimizer state) plus the largest increase of allocated memory during one step
+(CUDA: `torch.cuda.max_memory_allocated`; CPU: the allocations torch's profiler records per
+operator, summed in time order).
 """
 
-import dataclasses
+import contextlib
 import logging
 import math
+import os
 import shutil
 import statistics
 import tempfile
 import time
+from unittest import mock
 
 import torch
 from detectron2.utils.events import EventStorage
 
 from mobile_cv_nas.arch import build_model, parse_arch_def
-from mobile_cv_nas.data import train_transform
 from mobile_cv_nas.engine.classification_trainer import ClassificationTrainer
-from mobile_cv_nas.engine.data import SearchData, build_datasets, per_process_batch
-from mobile_cv_nas.engine.run import cost_target
 from mobile_cv_nas.engine.search_trainer import SearchTrainer
 from mobile_cv_nas.flops import count_flops
-from mobile_cv_nas.search import GumbelSampler, Supernet
-from mobile_cv_nas.search.cost_loss import CostLoss
-from mobile_cv_nas.search.space import as_search_space
+
+from .training import config_builder, engine_args, run_engine
 
 logger = logging.getLogger(__name__)
 
-
-def cfg_with(cfg, **changes):
-    """A copy of a frozen cfg with dotted-key changes (`SOLVER__MAX_ITER=5`)."""
-    out = cfg.clone()
-    out.defrost()
-    for key, value in changes.items():
-        node = out
-        *path, last = key.split("__")
-        for part in path:
-            node = node[part]
-        node[last] = value
-    out.freeze()
-    return out
+#: The targets of the single-path search relative to a training iteration.
+TARGETS = {"ratio": 2.5, "weight_step_ratio": 1.25, "memory_ratio": 1.3}
 
 
-def build_search_trainer(cfg, datasets, max_iter):
-    """The engine's SearchTrainer as the search task builds it (one process)."""
-    space = dataclasses.replace(
-        as_search_space(cfg.NAS.SPACE),
-        num_classes=len(datasets.classes),
-        in_channels=datasets.in_channels,
-    )
-    torch.manual_seed(cfg.SEED)
-    sampler = GumbelSampler(tau=cfg.NAS.TAU.START, seed=cfg.SEED, rank=0)
-    supernet = Supernet(space, sampler, norm=cfg.MODEL.MOBILE_CV_NAS.NORM)
-    metric, target, _ = cost_target(cfg, supernet)
-    c = cfg.NAS.COST
-    cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
-    data = SearchData(cfg, datasets, supernet.max_resolution, 0, 1)
-    schedule = cfg_with(cfg, SOLVER__MAX_ITER=max_iter)
-    trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, schedule)
-    trainer.iter = trainer.start_iter = trainer.alpha_start_iter  # alpha steps from here on
-    return trainer, space
+def capture_trainer(cls, cfg, args):
+    """The trainer of class `cls` that the engine's task for `cfg` builds, not run."""
+    captured = []
 
+    def stop(self):
+        captured.append(self)
+        return False  # the task then returns None: "did not complete"
 
-def build_largest_trainer(cfg, datasets, space, max_iter):
-    """The engine's ClassificationTrainer on the plain model of the space's largest
-    candidate; (trainer, its arch def)."""
-    arch = parse_arch_def(space.largest_arch_def(space.in_channels))
-    torch.manual_seed(cfg.SEED)
-    model = build_model(
-        arch,
-        num_classes=len(datasets.classes),
-        in_channels=datasets.in_channels,
-        norm=cfg.MODEL.MOBILE_CV_NAS.NORM,
-    )
-    transform = train_transform(
-        arch.input_size, datasets.in_channels, datasets.mean, datasets.std, cfg.DATA.AUGMENT
-    )
-    batch = per_process_batch(cfg, 1)
-    schedule = cfg_with(cfg, SOLVER__MAX_ITER=max_iter)
-    trainer = ClassificationTrainer(cfg, model, datasets.train, transform, batch, schedule, 0, 1)
-    trainer.iter = trainer.start_iter = 0
-    return trainer, arch
+    with mock.patch.object(cls, "run", stop):
+        run_engine(cfg, args)
+    if not captured:
+        raise RuntimeError(f"The {cfg.TASK} task built no {cls.__name__}.")
+    return captured[0]
 
 
 def _timed_step(trainer, alpha_step=True):
     """Seconds of one `run_step`; for a SearchTrainer with `alpha_step` False, the weight
-    step alone (as in the search's epochs before NAS.ALPHA_START_EPOCH)."""
+    step alone."""
     alpha_start = getattr(trainer, "alpha_start_iter", None)
     if not alpha_step:
         trainer.alpha_start_iter = math.inf
     try:
         start = time.perf_counter()
         trainer.run_step()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
     finally:
         if alpha_start is not None:
@@ -115,90 +85,163 @@ def _timed_step(trainer, alpha_step=True):
     return seconds
 
 
-def _batch_seconds(loader, count):
-    batches = iter(loader)
-    times = []
-    for _ in range(count + 1):  # the first builds the iterator's state: not counted
-        start = time.perf_counter()
-        next(batches)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[1:])
+def _tensor_bytes(tensors):
+    seen, total = set(), 0
+    for t in tensors:
+        if torch.is_tensor(t) and t.untyped_storage().data_ptr() not in seen:
+            seen.add(t.untyped_storage().data_ptr())
+            total += t.untyped_storage().nbytes()
+    return total
 
 
-def time_iterations(search_cfg, iters=20, warmup=3):
-    """Median seconds of a search iteration (and of its weight step alone) and of a training
-    iteration of the space's largest candidate, alternated in this process; a dict (see the
-    module doc). Also the median time of fetching one batch (already inside both).
+def held_bytes(trainer):
+    """Bytes of the trainer's parameters, buffers, gradients and optimizer states."""
+    module = getattr(trainer, "supernet", None) or trainer.module
+    tensors = list(module.parameters()) + list(module.buffers())
+    tensors += [p.grad for p in module.parameters() if p.grad is not None]
+    for value in vars(trainer).values():
+        if isinstance(value, torch.optim.Optimizer):
+            for state in value.state.values():
+                tensors += [v for v in state.values() if torch.is_tensor(v)]
+    return _tensor_bytes(tensors)
 
-    `search_cfg`: the search's config (its NAS.*, SOLVER.* and DATA.*; OUTPUT_DIR is replaced
-    by a temporary folder, removed afterwards)."""
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """The profiler's C++ start/stop lines go to file descriptor 2: silence them."""
+    fd = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(fd, 2)
+        os.close(fd)
+
+
+def step_peak_bytes(step, device):
+    """Largest increase of allocated bytes during `step()`."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    current = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        current += event.self_cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def peak_memory(trainer, alpha_step=True):
+    """Held bytes plus the step's peak increase (one `run_step`)."""
+    held = held_bytes(trainer)
+    step = step_peak_bytes(lambda: _timed_step(trainer, alpha_step), trainer.device)
+    return held + step
+
+
+def _largest_arch(supernet):
+    """The arch def of the largest candidate of the supernet's space (with the data's
+    channels and classes)."""
+    space = supernet.space
+    arch = dict(space.largest_arch_def(space.in_channels), num_classes=space.num_classes)
+    return parse_arch_def(arch)
+
+
+def time_modes(config_file, opts, mode_opts, iters=20, warmup=3):
+    """Medians of a search iteration and of its weight step per sampling mode, and of a
+    training iteration of the space's largest candidate, alternated in this process; peak
+    memory of each; ratios to the training iteration. `config_file` + `opts`: the search's
+    config; `mode_opts`: {mode: its overrides}."""
     if iters < 1 or warmup < 0:
         raise ValueError(f"Need iters >= 1 and warmup >= 0, got {iters} and {warmup}.")
     scratch = tempfile.mkdtemp(prefix="search_quality_timing_")
+    build_search, build_train = config_builder("search"), config_builder("train")
+    # long enough a schedule for the steps timed (the LR schedule does not change the cost)
+    long = ["SOLVER.EPOCHS", 10 * (iters + warmup + 2)]
     try:
-        cfg = cfg_with(search_cfg, OUTPUT_DIR=scratch)
-        datasets = build_datasets(cfg)
-        total = iters + warmup
-        search, space = build_search_trainer(cfg, datasets, max_iter=10 * (total + 1))
-        plain, largest = build_largest_trainer(cfg, datasets, space, max_iter=total + 1)
-        times = {"search": [], "weight": [], "train": []}
-        with EventStorage(search.iter) as search.storage, EventStorage(0) as plain.storage:
-            for i in range(total):
-                step = {
-                    "search": _timed_step(search),
-                    "weight": _timed_step(search, alpha_step=False),
-                    "train": _timed_step(plain),
-                }
+        searches = {}
+        for mode, extra in mode_opts.items():
+            o = [*opts, *long, *extra, "OUTPUT_DIR", os.path.join(scratch, f"search_{mode}")]
+            cfg = build_search(config_file, o)
+            trainer = capture_trainer(SearchTrainer, cfg, engine_args(config_file, o))
+            trainer.iter = trainer.start_iter = trainer.alpha_start_iter
+            searches[mode] = trainer
+        largest = _largest_arch(trainer.supernet)
+        largest_path = os.path.join(scratch, "largest.yaml")
+        with open(largest_path, "w") as f:
+            f.write(largest.to_yaml())
+        o = [*opts, *long, "TASK", "train", "MODEL.MOBILE_CV_NAS.ARCH", largest_path]
+        o += ["OUTPUT_DIR", os.path.join(scratch, "train")]
+        train_cfg = build_train(config_file, o)
+        plain = capture_trainer(ClassificationTrainer, train_cfg, engine_args(config_file, o))
+        plain.iter = plain.start_iter = 0
+        times = {m: {"search": [], "weight": []} for m in searches}
+        times["train"] = []
+        with contextlib.ExitStack() as stack:
+            for trainer in [*searches.values(), plain]:
+                trainer.storage = stack.enter_context(EventStorage(trainer.iter))
+            for i in range(iters + warmup):
+                step = {m: (_timed_step(t), _timed_step(t, False)) for m, t in searches.items()}
+                train_s = _timed_step(plain)
                 if i >= warmup:
-                    for key, value in step.items():
-                        times[key].append(value)
-        batch_s = _batch_seconds(search.data.weight_loader(0), iters)
+                    for m, (s, w) in step.items():
+                        times[m]["search"].append(s)
+                        times[m]["weight"].append(w)
+                    times["train"].append(train_s)
+            train_bytes = peak_memory(plain)
+            memory = {m: peak_memory(t) for m, t in searches.items()}
         cost = count_flops(build_model(largest), largest.input_size)
-        supernet_params = sum(p.numel() for p in search.supernet.weight_parameters())
+        batch = train_cfg.SOLVER.IMS_PER_BATCH
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    median = {key: statistics.median(values) for key, values in times.items()}
-    search_s, weight_s, train_s = median["search"], median["weight"], median["train"]
-    compute_train = train_s - batch_s
-    result = {
-        "search_step_s": search_s,
-        "weight_step_s": weight_s,
+    train_s = statistics.median(times["train"])
+    modes = {}
+    for m in searches:
+        search_s = statistics.median(times[m]["search"])
+        weight_s = statistics.median(times[m]["weight"])
+        modes[m] = {
+            "search_step_s": search_s,
+            "weight_step_s": weight_s,
+            "ratio": search_s / train_s,
+            "weight_step_ratio": weight_s / train_s,
+            "peak_bytes": memory[m],
+            "memory_ratio": memory[m] / train_bytes,
+            "step_times_s": times[m],
+        }
+        logger.info(
+            "%s: search iteration %.1f ms (%.2fx), weight step %.1f ms (%.2fx), peak memory "
+            "%.1f MB (%.2fx) vs a training iteration of the largest candidate %.1f ms, %.1f MB.",
+            m,
+            1e3 * search_s,
+            modes[m]["ratio"],
+            1e3 * weight_s,
+            modes[m]["weight_step_ratio"],
+            memory[m] / 1e6,
+            modes[m]["memory_ratio"],
+            1e3 * train_s,
+            train_bytes / 1e6,
+        )
+    return {
+        "modes": modes,
         "train_step_s": train_s,
-        "ratio": search_s / train_s,
-        "weight_step_ratio": weight_s / train_s,
-        "batch_fetch_s": batch_s,
-        # the same ratio without fetching batches (two per search iteration, one per training
-        # iteration): an estimate, from medians measured apart
-        "ratio_without_data": (search_s - 2 * batch_s) / compute_train
-        if compute_train > 0
-        else None,
-        "step_times_s": times,
+        "train_peak_bytes": train_bytes,
+        "train_step_times_s": times["train"],
+        "targets": {"single_path": dict(TARGETS)},
         "iters": iters,
         "warmup": warmup,
-        "batch": per_process_batch(cfg, 1),
+        "batch": batch,
         "threads": torch.get_num_threads(),
-        "device": str(cfg.MODEL.DEVICE),
-        "data": cfg.DATA.TRAIN,
-        "num_workers": cfg.DATALOADER.NUM_WORKERS,
+        "device": str(train_cfg.MODEL.DEVICE),
         "largest_arch": {
-            "name": largest.name,
             "flops_m": cost.mflops,
             "params_m": cost.mparams,
             "input_size": largest.input_size,
         },
-        "supernet_weight_params_m": supernet_params / 1e6,
-        "resolutions": list(space.resolutions),
     }
-    logger.info(
-        "Search iteration (weight + alpha step) %.1f ms (weight step alone %.1f ms), training "
-        "iteration of the largest candidate %.1f ms: ratio %.2f (medians of %d after %d "
-        "warm-up; one batch fetch %.1f ms).",
-        1e3 * search_s,
-        1e3 * weight_s,
-        1e3 * train_s,
-        result["ratio"],
-        iters,
-        warmup,
-        1e3 * batch_s,
-    )
-    return result

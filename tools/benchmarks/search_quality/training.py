@@ -16,16 +16,56 @@ import json
 import logging
 import os
 
-from mobile_cv_nas.engine import check_output_dir, main, parse_args, setup_cfg
+from mobile_cv_nas.engine import check_output_dir, main, new_config, parse_args, setup_cfg
 from mobile_cv_nas.engine.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-#: Data of every run unless overridden: the embedded Fashion-MNIST subset, the same on every
-#: machine (fashion_mnist_train/_val switch to the full set where it is installed).
+#: Data of every run with --data subset (the default): the embedded Fashion-MNIST subset, the
+#: same on every machine.
 SUBSET_DATA = ("DATA.TRAIN", "fashion_mnist_subset_train", "DATA.TEST", "fashion_mnist_subset_val")
+#: --data full: the full set (tools/fetch_fashion_mnist.py installs it; see `data_overrides`).
+FULL_DATA = ("DATA.TRAIN", "fashion_mnist_train", "DATA.TEST", "fashion_mnist_val")
+FETCH_COMMAND = "python tools/fetch_fashion_mnist.py"
 #: Keys the benchmark sets per run itself (SEED: --seed).
-RESERVED_KEYS = ("OUTPUT_DIR", "MODEL.MOBILE_CV_NAS.ARCH", "SEED", "TASK")
+RESERVED_KEYS = (
+    "OUTPUT_DIR",
+    "MODEL.MOBILE_CV_NAS.ARCH",
+    "SEED",
+    "TASK",
+    "NAS.COST.TARGET_M",
+    "NAS.SAMPLING",
+)
+
+
+def data_overrides(data):
+    """The DATA.TRAIN/DATA.TEST overrides of `--data subset|full`; `full` needs the full set
+    installed (the built-in names would silently fall back to the subset otherwise)."""
+    if data == "subset":
+        return list(SUBSET_DATA)
+    if data != "full":
+        raise ConfigError(f"--data {data!r}: use subset or full.")
+    from mobile_cv_nas.data.fashion_mnist import full_set_dir
+
+    if full_set_dir() is None:
+        raise ConfigError(
+            f"--data full: the full Fashion-MNIST is not installed; fetch it with "
+            f"`{FETCH_COMMAND}` (into the user cache), or use --data subset."
+        )
+    return list(FULL_DATA)
+
+
+def sampling_overrides(mode):
+    """`NAS.SAMPLING <mode>` where the engine has the key; without it (an engine before
+    sampling modes) only today's `mixture` runs, with no override."""
+    if "SAMPLING" in new_config().NAS:
+        return ["NAS.SAMPLING", mode]
+    if mode != "mixture":
+        raise ConfigError(
+            f"Sampling mode {mode!r}: this engine has no NAS.SAMPLING key (only the mixture "
+            f"search); run with --modes mixture."
+        )
+    return []
 
 
 def check_overrides(opts):
@@ -36,20 +76,23 @@ def check_overrides(opts):
     if reserved:
         raise ConfigError(
             f"The benchmark sets {', '.join(reserved)} per run itself; drop it from the "
-            f"overrides (the training seed is --seed)."
+            f"overrides (the training seed is --seed, the budgets --budgets, the sampling "
+            f"modes --modes)."
         )
     return list(opts)
 
 
-def engine_args(config_file, opts):
-    """The parsed command line of `tools/train_net.py --config-file CONFIG KEY VALUE ...`."""
-    return parse_args(["--config-file", config_file, *map(str, opts)])
+def engine_args(config_file, opts, resume=False):
+    """The parsed command line of `tools/train_net.py [--resume] --config-file CONFIG KEY
+    VALUE ...`."""
+    flags = ["--resume"] if resume else []
+    return parse_args([*flags, "--config-file", config_file, *map(str, opts)])
 
 
-def train_cfg(train_config, arch_path, output_dir, seed, overrides=()):
+def train_cfg(train_config, arch_path, output_dir, seed, overrides=(), data=SUBSET_DATA):
     """(frozen cfg, args) of training the arch YAML `arch_path` into `output_dir`."""
     opts = [
-        *SUBSET_DATA,
+        *data,
         "SEED",
         seed,
         *overrides,
@@ -65,13 +108,26 @@ def train_cfg(train_config, arch_path, output_dir, seed, overrides=()):
     return cfg, args
 
 
-def search_cfg(search_config, output_dir, overrides=()):
-    """(frozen cfg, args) of the search of `search_config` into `output_dir` (subset data)."""
-    args = engine_args(search_config, [*SUBSET_DATA, *overrides, "OUTPUT_DIR", output_dir])
+def search_cfg(search_config, output_dir, overrides=(), data=SUBSET_DATA):
+    """(frozen cfg, args) of the search of `search_config` into `output_dir`."""
+    args = engine_args(search_config, [*data, *overrides, "OUTPUT_DIR", output_dir])
     cfg = setup_cfg(args)
     if cfg.TASK != "search":
         raise ConfigError(f"Search config {search_config!r} has TASK {cfg.TASK!r}, not search.")
     return cfg, args
+
+
+def config_builder(task):
+    """`build(config_file, opts)`: the frozen cfg of `tools/train_net.py --config-file
+    config_file opts...`, checked to be a `task` run."""
+
+    def build(config_file, opts):
+        cfg = setup_cfg(engine_args(config_file, opts))
+        if cfg.TASK != task:
+            raise ConfigError(f"Config {config_file!r} has TASK {cfg.TASK!r}, not {task}.")
+        return cfg
+
+    return build
 
 
 def _loggers():
@@ -101,15 +157,12 @@ def _run_logging():
 
 
 def run_engine(cfg, args):
-    """`main(cfg, args)` of the engine in this process; returns what the task returns."""
+    """`main(cfg, args)` of the engine in this process, after tools/train_net.py's check of
+    OUTPUT_DIR (a new run needs a free folder; --resume, a run of the same task); returns
+    what the task returns."""
+    check_output_dir(cfg, args.resume, args)
     with _run_logging():
         return main(cfg, args)
-
-
-def check_new_run_dirs(cfgs):
-    """Refuse, before anything runs, OUTPUT_DIRs that already hold a run."""
-    for cfg in cfgs:
-        check_output_dir(cfg, resume=False)
 
 
 def read_metrics(output_dir):
