@@ -11,12 +11,11 @@ process (each holds a shard of the data).
 from .classification_task import run_eval, run_train
 from .detection_task import run_detection
 from .run_config import check_output_dir, new_config, parse_args, setup_cfg
-from .search_task import cost_target, run_search
+from .search_task import run_search
 
 __all__ = [
     "TASK_RUNNERS",
     "check_output_dir",
-    "cost_target",  # imported from here by mobile_cv_nas/benchmarks (search_quality/timing.py)
     "main",
     "new_config",
     "parse_args",
