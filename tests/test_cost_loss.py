@@ -1,5 +1,6 @@
 """The search's cost term: the extreme costs of a space (is a target reachable?), the argmax
-architecture's cost, and the two loss forms."""
+architecture's cost, the three loss forms, landing on the target by optimising the cost term
+alone, and the end-of-search landing report."""
 
 import itertools
 import math
@@ -10,8 +11,8 @@ from search_helpers import randomize
 
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import Supernet, derive_model
-from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range
-from mobile_cv_nas.search.cost_loss import CostLoss
+from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range, expected_cost
+from mobile_cv_nas.search.cost_loss import CostLoss, landing_report, search_landing
 
 # Small enough to enumerate: resolution 2 x widths 2 x 2 x ops 3 x 2 x expansion 2 = 96
 # architectures.
@@ -95,8 +96,8 @@ def test_multiplicative_loss_is_fbnets_form_normalised_at_the_target():
     assert above.item() == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("form", ["additive", "multiplicative"])
-def test_both_forms_push_the_cost_down(form):
+@pytest.mark.parametrize("form", ["target", "additive", "multiplicative"])
+def test_every_form_pushes_the_cost_down_above_the_target(form):
     cost = torch.tensor(3e6, dtype=torch.float64, requires_grad=True)
     total, _ = CostLoss(form, target=1e6)(torch.tensor(1.0, dtype=torch.float64), cost)
     total.backward()
@@ -108,3 +109,131 @@ def test_bad_form_or_target_is_refused():
         CostLoss("sum", target=1e6)
     with pytest.raises(ValueError, match="target must be > 1"):
         CostLoss("additive", target=0)
+
+
+def test_target_loss_is_ce_plus_beta_abs_log_ratio():
+    loss = CostLoss("target", target=2e6, beta=0.5)
+    ce = torch.tensor(1.25, dtype=torch.float64)
+    for cost in (4e6, 1e6):  # twice and half the target weigh alike
+        total, term = loss(ce, torch.tensor(cost, dtype=torch.float64))
+        assert term.item() == pytest.approx(0.5 * math.log(2))
+        assert total.item() == pytest.approx(1.25 + 0.5 * math.log(2))
+    assert loss(ce, torch.tensor(2e6, dtype=torch.float64))[1].item() == 0
+
+
+def test_target_loss_pushes_the_cost_up_below_the_target():
+    cost = torch.tensor(0.5e6, dtype=torch.float64, requires_grad=True)
+    total, _ = CostLoss("target", target=1e6)(torch.tensor(1.0, dtype=torch.float64), cost)
+    total.backward()
+    assert cost.grad.item() < 0
+
+
+def test_target_forms_search_cost_is_the_noise_free_expected_cost():
+    net = randomize(Supernet(SMALL_SPACE), seed=3)
+    net(torch.randn(2, 3, 16, 16))  # Gumbel gates drawn: not what the target form reads
+    net.sampler.tau = 0.7
+    cost = CostLoss("target", 1e6).search_cost(net, "params")
+    assert torch.equal(cost, expected_cost(net, tau=0.7).params)
+    cost.backward()
+    assert all(net.decisions[n].alpha.grad.abs().sum() > 0 for n in net.decisions if "op:" in n)
+
+
+def test_expected_cost_tends_to_the_argmax_cost_as_tau_falls():
+    net = randomize(Supernet(SMALL_SPACE), seed=4)
+    argmax = float(argmax_cost(net).flops)
+    with torch.no_grad():
+        assert float(expected_cost(net, tau=1e-4).flops) == pytest.approx(argmax, rel=1e-9)
+        assert float(expected_cost(net, tau=5.0).flops) != pytest.approx(argmax, rel=1e-3)
+
+
+def test_search_cost_of_the_other_forms_is_the_sampled_effective_cost():
+    net = Supernet(SMALL_SPACE)
+    net(torch.randn(2, 3, 16, 16))
+    for form in ("multiplicative", "additive"):
+        cost = CostLoss(form, 1e6).search_cost(net, "flops")
+        assert torch.equal(cost, net.effective_cost().flops)
+
+
+def land(net, metric, target, steps, lr=0.05, tau=(5.0, 0.05)):
+    """Optimise the alphas on the target cost term alone (Adam, tau annealed geometrically
+    over the steps, as the search does over its epochs): the argmax architecture's cost."""
+    loss = CostLoss("target", target)
+    with torch.no_grad():
+        for alpha in net.arch_parameters():
+            alpha.zero_()
+    optimizer = torch.optim.Adam(net.arch_parameters(), lr=lr)
+    zero = torch.zeros((), dtype=torch.float64)
+    for step in range(steps):
+        net.sampler.tau = tau[0] * (tau[1] / tau[0]) ** (step / (steps - 1))
+        _, term = loss.alpha_loss(zero, net, metric)
+        optimizer.zero_grad()
+        term.backward()
+        optimizer.step()
+    return float(getattr(argmax_cost(net), metric))
+
+
+def spread_targets(low, high, count=5):
+    """`count` targets spread geometrically over (low, high), ends excluded."""
+    return [low * (high / low) ** ((i + 0.5) / count) for i in range(count)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metric", ["flops", "params"])
+@pytest.mark.parametrize("space", ["fbnetv2_f", "fbnetv2_l", "fbnetv2_p"])
+def test_cost_term_alone_lands_the_argmax_on_targets_over_the_range(space, metric):
+    """Paper-scale spaces: within +-2% of five targets spread over the space's exact range."""
+    net = Supernet(space)
+    low, high = cost_range(net, metric)
+    misses = {}
+    for target in spread_targets(low, high):
+        misses[target / 1e6] = land(net, metric, target, steps=120) / target - 1
+    assert all(abs(m) <= 0.02 for m in misses.values()), misses
+
+
+def test_landing_report_of_a_landed_search_has_no_warning():
+    report, warnings = landing_report(
+        100e6, 103e6, 102e6, (20e6, 400e6), tolerance=0.05, metric="flops"
+    )
+    assert warnings == []
+    assert report["cost_target_m"] == 100
+    assert report["argmax_cost_m"] == 103
+    assert report["expected_cost_m"] == 102
+    assert report["relative_miss"] == pytest.approx(0.03)
+    assert report["landed"] is True
+    assert report["space_cost_range_m"] == [20, 400]
+
+
+def test_landing_report_names_target_result_and_range_of_a_miss():
+    report, warnings = landing_report(2.64e6, 3.0e6, 3.01e6, (2.22e6, 7.17e6), 0.05, "params")
+    assert report["landed"] is False
+    assert report["relative_miss"] == pytest.approx(3.0 / 2.64 - 1)
+    assert len(warnings) == 1
+    assert "2.64 M params" in warnings[0] and "3 M params" in warnings[0]
+    assert "+13.6%" in warnings[0] and "2.22 .. 7.17 M params" in warnings[0]
+    assert "inside the space's range" in warnings[0]
+    _, below = landing_report(1e6, 2.22e6, 2.22e6, (2.22e6, 7.17e6), 0.05, "params")
+    assert "below the space's cheapest" in below[0]
+
+
+def test_landing_report_blames_the_temperature_when_expected_and_argmax_disagree():
+    _, warnings = landing_report(100e6, 101e6, 130e6, (20e6, 400e6), 0.05, "flops", tau=0.8)
+    assert len(warnings) == 1
+    assert "temperature (tau 0.8) was still too high" in warnings[0]
+    assert "130 MFLOPs" in warnings[0] and "101 MFLOPs" in warnings[0]
+    _, tighter = landing_report(100e6, 101e6, 104e6, (20e6, 400e6), 0.02, "flops")
+    assert len(tighter) == 1 and "temperature" in tighter[0]
+
+
+def test_landing_report_refuses_a_bad_tolerance():
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        landing_report(1e6, 1e6, 1e6, (1, 2e6), tolerance=0)
+
+
+def test_search_landing_reads_the_supernets_costs():
+    net = randomize(Supernet(SMALL_SPACE), seed=5)
+    net.sampler.tau = 1e-4
+    argmax = float(argmax_cost(net).flops)
+    report, warnings = search_landing(net, "flops", argmax, cost_range(net, "flops"))
+    assert report["relative_miss"] == 0 and report["landed"] is True
+    assert report["expected_cost_m"] == pytest.approx(argmax / 1e6)
+    assert warnings == []
