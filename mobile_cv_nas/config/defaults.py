@@ -13,6 +13,7 @@ from .arch import add_arch_config
 
 TASKS = ("search", "train", "eval", "detection")
 COST_LOSSES = ("target", "multiplicative", "additive")
+SAMPLINGS = ("mixture", "single_path")  # NAS.SAMPLING, see mobile_cv_nas/search/supernet.py
 
 
 def _node(cfg, new_allowed=False):
@@ -88,6 +89,10 @@ def add_search_config(cfg):
     # the end-of-search check: a searched cost further than this (relative) from the target,
     # or an expected cost this far from the argmax's, is reported as a warning
     cfg.NAS.COST.TOLERANCE = 0.05
+    # mixture: every candidate op and input resolution runs, Gumbel-softmax weighted (the
+    # paper); single_path: one hard Gumbel sample per decision, straight-through gradient
+    # (GDAS), only the sampled op of each block and the sampled resolution run
+    cfg.NAS.SAMPLING = "mixture"
     cfg.NAS.LOG_PERIOD = 20  # iterations between alpha-probability records (curves)
     return cfg
 
