@@ -2,6 +2,7 @@
 architecture's cost, the three loss forms, landing on the target by optimising the cost term
 alone, and the end-of-search landing report."""
 
+import dataclasses
 import itertools
 import math
 
@@ -13,6 +14,7 @@ from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import Supernet, derive_model
 from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range, expected_cost
 from mobile_cv_nas.search.cost_loss import CostLoss, landing_report, search_landing
+from mobile_cv_nas.search.space import as_search_space
 
 # Small enough to enumerate: resolution 2 x widths 2 x 2 x ops 3 x 2 x expansion 2 = 96
 # architectures.
@@ -237,3 +239,18 @@ def test_search_landing_reads_the_supernets_costs():
     assert report["relative_miss"] == 0 and report["landed"] is True
     assert report["expected_cost_m"] == pytest.approx(argmax / 1e6)
     assert warnings == []
+
+
+def test_fbnetv2_p_budgets_are_reachable_in_the_p_space():
+    """configs/search/fbnetv2_p_imagenet.yaml's ready targets: FBNetV2-P1/P2/P3 (2.64, 2.99,
+    4.00 M params at 1000 classes), 1.79 M fewer with the search's 100-class classifier."""
+    published = {"P1": 2.64e6, "P2": 2.99e6, "P3": 4.00e6}
+    classifier = (1984 + 1) * 900  # 1000 - 100 classes
+    for classes, offset in ((1000, 0), (100, classifier)):
+        space = dataclasses.replace(as_search_space("fbnetv2_p"), num_classes=classes)
+        low, high = cost_range(Supernet(space), "params")
+        for name, params in published.items():
+            assert low < params - offset < high, (name, classes)
+    targets_m = {"P1": 0.85, "P2": 1.20, "P3": 2.21}  # as the config names them
+    for name, target in targets_m.items():
+        assert abs(target * 1e6 - (published[name] - classifier)) < 0.01e6, name
