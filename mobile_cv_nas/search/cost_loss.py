@@ -50,8 +50,9 @@ steps, tau 5 -> 0.05, argmax miss:
     three cheapest targets not (F +16.4%, L +13.1%, P +10.3%): the resolution decision stays
     split between two options there.
   * the CPU demo search (configs/search/fashion_mnist_cpu.yaml, target 0.5 MFLOPs, this
-    form's cost wired into the alpha step): argmax 0.537 MFLOPs (+7.4%), expected 0.498
-    (-0.4%) at the final tau 0.648: the landing report flags both.
+    form's cost wired into the alpha step, one run each): argmax 0.537 MFLOPs (+7.4%),
+    expected 0.498 (-0.4%) at the final tau 0.648, the landing report flags both; the
+    multiplicative form (a 0.2, b 0.6) lands at 0.340 MFLOPs (-32.1%).
 
 The search uses this loss for the alpha step only: the cost does not depend on the weights,
 so for the weight step the additive and target terms add nothing and the multiplicative factor
