@@ -1,6 +1,9 @@
 """The search's cost term: the extreme costs of a space (is a target reachable?), the argmax
-architecture's cost, and the two loss forms."""
+architecture's cost, the three loss forms, landing on the target by optimising the cost term
+alone, and the end-of-search landing report."""
 
+import dataclasses
+import functools
 import itertools
 import math
 
@@ -9,8 +12,9 @@ import torch
 
 from mobile_cv_nas.flops import count_flops
 from mobile_cv_nas.search import Supernet, derive_model
-from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range
-from mobile_cv_nas.search.cost_loss import CostLoss
+from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range, expected_cost
+from mobile_cv_nas.search.cost_loss import CostLoss, landing_report, search_landing
+from mobile_cv_nas.search.space import as_search_space
 from mobile_cv_nas.search.testing import randomize_supernet
 
 # Small enough to enumerate: resolution 2 x widths 2 x 2 x ops 3 x 2 x expansion 2 = 96
@@ -95,8 +99,8 @@ def test_multiplicative_loss_is_fbnets_form_normalised_at_the_target():
     assert above.item() == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("form", ["additive", "multiplicative"])
-def test_both_forms_push_the_cost_down(form):
+@pytest.mark.parametrize("form", ["target", "additive", "multiplicative"])
+def test_every_form_pushes_the_cost_down_above_the_target(form):
     cost = torch.tensor(3e6, dtype=torch.float64, requires_grad=True)
     total, _ = CostLoss(form, target=1e6)(torch.tensor(1.0, dtype=torch.float64), cost)
     total.backward()
@@ -108,3 +112,188 @@ def test_bad_form_or_target_is_refused():
         CostLoss("sum", target=1e6)
     with pytest.raises(ValueError, match="target must be > 1"):
         CostLoss("additive", target=0)
+
+
+def test_target_loss_is_ce_plus_beta_abs_log_ratio():
+    loss = CostLoss("target", target=2e6, beta=0.5)
+    ce = torch.tensor(1.25, dtype=torch.float64)
+    for cost in (4e6, 1e6):  # twice and half the target weigh alike
+        total, term = loss(ce, torch.tensor(cost, dtype=torch.float64))
+        assert term.item() == pytest.approx(0.5 * math.log(2))
+        assert total.item() == pytest.approx(1.25 + 0.5 * math.log(2))
+    assert loss(ce, torch.tensor(2e6, dtype=torch.float64))[1].item() == 0
+
+
+def test_target_loss_pushes_the_cost_up_below_the_target():
+    cost = torch.tensor(0.5e6, dtype=torch.float64, requires_grad=True)
+    total, _ = CostLoss("target", target=1e6)(torch.tensor(1.0, dtype=torch.float64), cost)
+    total.backward()
+    assert cost.grad.item() < 0
+
+
+def test_target_forms_search_cost_is_the_noise_free_expected_cost():
+    net = randomize_supernet(Supernet(SMALL_SPACE), seed=3)
+    net(torch.randn(2, 3, 16, 16))  # Gumbel gates drawn: not what the target form reads
+    net.sampler.tau = 0.7
+    cost = CostLoss("target", 1e6).search_cost(net, "params")
+    assert torch.equal(cost, expected_cost(net, tau=0.7).params)
+    cost.backward()
+    assert all(net.decisions[n].alpha.grad.abs().sum() > 0 for n in net.decisions if "op:" in n)
+
+
+def test_expected_cost_tends_to_the_argmax_cost_as_tau_falls():
+    net = randomize_supernet(Supernet(SMALL_SPACE), seed=4)
+    argmax = float(argmax_cost(net).flops)
+    with torch.no_grad():
+        assert float(expected_cost(net, tau=1e-4).flops) == pytest.approx(argmax, rel=1e-9)
+        assert float(expected_cost(net, tau=5.0).flops) != pytest.approx(argmax, rel=1e-3)
+
+
+def test_search_cost_of_the_other_forms_is_the_sampled_effective_cost():
+    net = Supernet(SMALL_SPACE)
+    net(torch.randn(2, 3, 16, 16))
+    for form in ("multiplicative", "additive"):
+        cost = CostLoss(form, 1e6).search_cost(net, "flops")
+        assert torch.equal(cost, net.effective_cost().flops)
+
+
+def land(net, metric, target, steps, lr=0.05, tau=(5.0, 0.05), seed=0):
+    """Optimise the alphas on the target cost term alone (Adam, tau annealed geometrically
+    over the steps, as the search does over its epochs): the argmax architecture's cost.
+
+    The alphas start slightly apart (N(0, 0.1^2)), as the cross-entropy would set them: from
+    all-zero alphas the cost alone moves every option on the same side of the mean alike
+    (Adam steps each alpha by about lr whatever its gradient's size), so such options stay
+    tied and the argmax takes the first of them, whatever its cost."""
+    loss = CostLoss("target", target)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for alpha in net.arch_parameters():
+            alpha.copy_(0.1 * torch.randn(alpha.shape, generator=g))
+    optimizer = torch.optim.Adam(net.arch_parameters(), lr=lr)
+    zero = torch.zeros((), dtype=torch.float64)
+    for step in range(steps):
+        net.sampler.tau = tau[0] * (tau[1] / tau[0]) ** (step / (steps - 1))
+        _, term = loss.alpha_loss(zero, net, metric)
+        optimizer.zero_grad()
+        term.backward()
+        optimizer.step()
+    return float(getattr(argmax_cost(net), metric))
+
+
+def spread_targets(low, high, count=5):
+    """`count` targets spread geometrically over (low, high), ends excluded."""
+    return [low * (high / low) ** ((i + 0.5) / count) for i in range(count)]
+
+
+@functools.lru_cache(maxsize=1)
+def _paper_supernet(space, metric):
+    net = Supernet(space)
+    return net, cost_range(net, metric)
+
+
+#: Measured misses beyond +-2% (cost term alone, `land` as below): known, kept visible. At
+#: the cheap end of the FLOP range the input-resolution decision stays split between two
+#: options (F, 12.8 M: 160 / 128 px at 0.88 / 0.12 after 120 steps, expected cost +11.5%;
+#: 0.64 / 0.36 after 240 steps, expected +2.2%) and the argmax takes the dearer one.
+KNOWN_MISSES = {
+    ("fbnetv2_f", "flops", 0): "+16.4% at 12.8 MFLOPs, the cheap end of 8.8 .. 382",
+    ("fbnetv2_l", "flops", 0): "+13.1% at 18.2 MFLOPs, the cheap end of 12.6 .. 497",
+    ("fbnetv2_p", "flops", 0): "+10.3% at 24.8 MFLOPs, the cheap end of 17.3 .. 628",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("metric", ["flops", "params"])
+@pytest.mark.parametrize("space", ["fbnetv2_f", "fbnetv2_l", "fbnetv2_p"])
+def test_cost_term_alone_lands_the_argmax_on_targets_over_the_range(space, metric, index, request):
+    """Paper-scale spaces: within +-2% of five targets spread over the space's exact range."""
+    if (space, metric, index) in KNOWN_MISSES:
+        reason = KNOWN_MISSES[space, metric, index]
+        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+    net, (low, high) = _paper_supernet(space, metric)
+    target = spread_targets(low, high)[index]
+    miss = land(net, metric, target, steps=120) / target - 1
+    assert abs(miss) <= 0.02, f"{miss:+.2%} at {target / 1e6:.4g} M"
+
+
+def test_landing_report_of_a_landed_search_has_no_warning():
+    report, warnings = landing_report(
+        100e6, 103e6, 102e6, (20e6, 400e6), tolerance=0.05, metric="flops"
+    )
+    assert warnings == []
+    assert report["cost_target_m"] == 100
+    assert report["argmax_cost_m"] == 103
+    assert report["expected_cost_m"] == 102
+    assert report["relative_miss"] == pytest.approx(0.03)
+    assert report["landed"] is True
+    assert report["space_cost_range_m"] == [20, 400]
+
+
+def test_landing_report_names_target_result_and_range_of_a_miss():
+    report, warnings = landing_report(2.64e6, 3.0e6, 3.01e6, (2.22e6, 7.17e6), 0.05, "params")
+    assert report["landed"] is False
+    assert report["relative_miss"] == pytest.approx(3.0 / 2.64 - 1)
+    assert len(warnings) == 1
+    assert "2.64 M params" in warnings[0] and "3 M params" in warnings[0]
+    assert "+13.6%" in warnings[0] and "2.22 .. 7.17 M params" in warnings[0]
+    assert "inside the space's range" in warnings[0]
+    _, below = landing_report(1e6, 2.22e6, 2.22e6, (2.22e6, 7.17e6), 0.05, "params")
+    assert "below the space's cheapest" in below[0]
+
+
+def test_landing_report_blames_the_temperature_when_expected_and_argmax_disagree():
+    _, warnings = landing_report(100e6, 101e6, 130e6, (20e6, 400e6), 0.05, "flops", tau=0.8)
+    assert len(warnings) == 1
+    assert "temperature (tau 0.8) was still too high" in warnings[0]
+    assert "130 MFLOPs" in warnings[0] and "101 MFLOPs" in warnings[0]
+    _, tighter = landing_report(100e6, 101e6, 104e6, (20e6, 400e6), 0.02, "flops")
+    assert len(tighter) == 1 and "temperature" in tighter[0]
+
+
+def test_landing_report_refuses_a_bad_tolerance():
+    with pytest.raises(ValueError, match="tolerance must be > 0"):
+        landing_report(1e6, 1e6, 1e6, (1, 2e6), tolerance=0)
+
+
+def test_search_landing_reads_the_supernets_costs():
+    net = randomize_supernet(Supernet(SMALL_SPACE), seed=5)
+    net.sampler.tau = 1e-4
+    argmax = float(argmax_cost(net).flops)
+    report, warnings = search_landing(net, "flops", argmax, cost_range(net, "flops"))
+    assert report["relative_miss"] == 0 and report["landed"] is True
+    assert report["expected_cost_m"] == pytest.approx(argmax / 1e6)
+    assert warnings == []
+
+
+def test_fbnetv2_p_budgets_are_reachable_in_the_p_space():
+    """configs/search/fbnetv2_p_imagenet.yaml's ready targets: FBNetV2-P1/P2/P3 (2.64, 2.99,
+    4.00 M params at 1000 classes), 1.79 M fewer with the search's 100-class classifier."""
+    published = {"P1": 2.64e6, "P2": 2.99e6, "P3": 4.00e6}
+    classifier = (1984 + 1) * 900  # 1000 - 100 classes
+    for classes, offset in ((1000, 0), (100, classifier)):
+        space = dataclasses.replace(as_search_space("fbnetv2_p"), num_classes=classes)
+        low, high = cost_range(Supernet(space), "params")
+        for name, params in published.items():
+            assert low < params - offset < high, (name, classes)
+    targets_m = {"P1": 0.85, "P2": 1.20, "P3": 2.21}  # as the config names them
+    for name, target in targets_m.items():
+        assert abs(target * 1e6 - (published[name] - classifier)) < 0.01e6, name
+
+
+def test_cost_loss_from_the_default_config_is_the_target_form():
+    from detectron2.config import get_cfg
+
+    from mobile_cv_nas.config.defaults import COST_LOSSES, SAMPLINGS, add_mobile_cv_nas_config
+
+    cfg = add_mobile_cv_nas_config(get_cfg())
+    loss = CostLoss.from_config(cfg.NAS.COST, 2e6)
+    assert (loss.form, loss.beta, loss.target) == ("target", 1.0, 2e6)
+    assert cfg.NAS.COST.TOLERANCE == 0.05 and cfg.NAS.SAMPLING == "mixture"
+    assert COST_LOSSES[0] == "target" and set(COST_LOSSES) == {
+        "target",
+        "multiplicative",
+        "additive",
+    }
+    assert SAMPLINGS == ("mixture", "single_path")

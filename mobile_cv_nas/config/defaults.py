@@ -12,7 +12,8 @@ import math
 from .arch import add_arch_config
 
 TASKS = ("search", "train", "eval", "detection")
-COST_LOSSES = ("multiplicative", "additive")
+COST_LOSSES = ("target", "multiplicative", "additive")
+SAMPLINGS = ("mixture", "single_path")  # NAS.SAMPLING, see mobile_cv_nas/search/supernet.py
 
 
 def _node(cfg, new_allowed=False):
@@ -74,15 +75,24 @@ def add_search_config(cfg):
     cfg.NAS.TAU.DECAY = math.exp(-0.045)  # per epoch
     cfg.NAS.TAU.MIN = 1e-3
     cfg.NAS.COST = CN()
+    # target: CE + BETA * |log(argmax cost / target)| (two-sided: lands on the target);
     # multiplicative: CE * A * (log cost / log target)^B (FBNet's form, normalised by the
     # target); additive: CE + LAMBDA * cost / target (FBNetV2's CE + cost, cost in units of
     # the target). See mobile_cv_nas/search/cost_loss.py.
-    cfg.NAS.COST.LOSS = "multiplicative"
+    cfg.NAS.COST.LOSS = "target"
     cfg.NAS.COST.METRIC = ""  # flops | params; empty: the space's `cost`
     cfg.NAS.COST.TARGET_M = 0.0  # target in MFLOPs or M params; 0: the space's middle
     cfg.NAS.COST.A = 0.2
     cfg.NAS.COST.B = 0.6
     cfg.NAS.COST.LAMBDA = 0.1
+    cfg.NAS.COST.BETA = 1.0  # the target form's weight: 0.01 of loss per 1% off the target
+    # the end-of-search check: a searched cost further than this (relative) from the target,
+    # or an expected cost this far from the argmax's, is reported as a warning
+    cfg.NAS.COST.TOLERANCE = 0.05
+    # mixture: every candidate op and input resolution runs, Gumbel-softmax weighted (the
+    # paper); single_path: one hard Gumbel sample per decision, straight-through gradient
+    # (GDAS), only the sampled op of each block and the sampled resolution run
+    cfg.NAS.SAMPLING = "mixture"
     cfg.NAS.LOG_PERIOD = 20  # iterations between alpha-probability records (curves)
     return cfg
 

@@ -31,6 +31,18 @@ def _one_hot(decision, index):
     decision.set_gates(gates)
 
 
+def expected_cost(supernet, tau=None):
+    """The expected `Cost` under gates softmax(alpha / tau) for every searched decision (no
+    Gumbel noise; tau: the sampler's current temperature by default), differentiable in every
+    alpha. As tau falls it tends to the argmax architecture's cost, as far as every decision's
+    alphas are further apart than tau."""
+    tau = supernet.sampler.tau if tau is None else tau
+    with _gates_kept(supernet):
+        for decision in supernet.decisions.values():
+            decision.gates = torch.softmax(decision.alpha / tau, dim=-1)
+        return supernet.effective_cost()
+
+
 @torch.no_grad()
 def argmax_cost(supernet):
     """The `Cost` (flops, params) of the architecture `derive_arch` would give now."""

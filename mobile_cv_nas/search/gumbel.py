@@ -130,17 +130,19 @@ class GumbelSampler(nn.Module):
         else:
             self.generator.manual_seed(_step_seed(self.base_seed, self.rank, self.step))
 
-    def sample(self, alpha):
-        """Gates for one decision's logits `alpha` (1-D), differentiable w.r.t. alpha."""
-        if self.mode == "softmax":
+    def sample(self, alpha, mode=None):
+        """Gates for one decision's logits `alpha` (1-D), differentiable w.r.t. alpha; `mode`
+        overrides the sampler's for this draw."""
+        mode = self.mode if mode is None else mode
+        if mode == "softmax":
             return F.softmax(alpha, dim=-1)
-        if self.mode == "argmax":
+        if mode == "argmax":
             return F.one_hot(alpha.detach().argmax(-1), alpha.numel()).to(alpha.dtype)
         u = torch.rand(alpha.shape, generator=self.generator, dtype=torch.float64)
         neg_log_u = (-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20)
         gumbel = -torch.log(neg_log_u)
         soft = F.softmax((alpha + gumbel.to(alpha)) / self.tau, dim=-1)
-        if self.mode == "soft":
+        if mode == "soft":
             return soft
         hard = F.one_hot(soft.detach().argmax(-1), alpha.numel()).to(soft.dtype)
         return hard - soft.detach() + soft
@@ -173,9 +175,9 @@ class Decision(nn.Module):
     def fixed(self):
         return len(self.options) == 1
 
-    def sample(self, sampler):
+    def sample(self, sampler, mode=None):
         if not self.fixed:
-            self.gates = sampler.sample(self.alpha)
+            self.gates = sampler.sample(self.alpha, mode)
         return self.current_gates()
 
     def set_gates(self, gates):

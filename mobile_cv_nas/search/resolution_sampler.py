@@ -34,8 +34,11 @@ class ResolutionSampler(nn.Module):
     """Wrap `module` (total stride `stride`) with a decision over input resolutions.
 
     The input must be at the largest option. Options with gate exactly 0 and no gradient
-    (argmax evaluation) are not run.
+    (argmax evaluation), or with gate exactly 0 at all when `single_path` (set by the
+    supernet), are not run.
     """
+
+    single_path = False
 
     def __init__(self, module, choice, stride):
         super().__init__()
@@ -66,7 +69,7 @@ class ResolutionSampler(nn.Module):
             rh = round(r * full_h / self.max_resolution)
             rw = round(r * full_w / self.max_resolution)
             self._output_pixels.append(self.output_size(rh) * self.output_size(rw))
-            if not gates.requires_grad and float(gates[i]) == 0.0:
+            if (self.single_path or not gates.requires_grad) and float(gates[i].detach()) == 0:
                 continue
             small = x
             if (rh, rw) != (full_h, full_w):

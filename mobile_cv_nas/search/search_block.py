@@ -51,6 +51,8 @@ def build_candidate(ctx):
 
 
 class SearchBlock(nn.Module):
+    single_path = False  # set by the supernet: run only the candidates with a nonzero gate
+
     def __init__(self, spec, in_width, out_width, op_choice, expansion, width_divisor, norm="bn"):
         super().__init__()
         self.spec = spec
@@ -93,8 +95,8 @@ class SearchBlock(nn.Module):
         gates = self.op_choice.current_gates()
         out = None
         for gate, op in zip(gates, self.candidates, strict=True):
-            if not gates.requires_grad and float(gate) == 0.0:
-                continue  # argmax evaluation: skip ops that contribute nothing
+            if (self.single_path or not gates.requires_grad) and float(gate.detach()) == 0:
+                continue  # argmax evaluation or single path: skip ops that contribute nothing
             y = self._run(op, x, p) * gate
             out = y if out is None else out + y
         return out

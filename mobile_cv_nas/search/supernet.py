@@ -11,6 +11,19 @@ ones in `fixed_decisions`):
   * `resolution`         input resolution, one for the whole network
 A block's input width is the previous block's output decision.
 
+Sampling (`sampling`, the config's NAS.SAMPLING):
+  * "mixture" (the paper): every candidate op of a block and every input resolution runs,
+    weighted by the Gumbel-softmax gates;
+  * "single_path" (GDAS, Dong & Yang 2019): where the sampler draws soft gates, `sample()`
+    draws hard ones instead, one-hot(argmax((alpha + G) / tau)) forward with the gradient of
+    the soft gates (straight-through), from the same noise. Only the sampled op of each block
+    and the sampled resolution run, forward and backward (a candidate whose gate is exactly
+    0 is skipped); the alphas get their gradient through the sampled options' gates. Channel
+    and expansion masks are computed from the gates as in the mixture (one-hot masks).
+    Every rank draws its own noise (gumbel.py), so under DDP each rank runs its own path and
+    the weights of candidates no rank sampled get no gradient: wrap the model with
+    find_unused_parameters=True.
+
 State: `state_dict()` holds the weights, every alpha, and the sampler's temperature, mode and
 noise position (extra state), so a reloaded supernet samples exactly the gates the original
 would have sampled next.
@@ -33,6 +46,8 @@ from .gumbel import Decision, GumbelSampler
 from .resolution_sampler import ResolutionSampler
 from .search_block import SearchBlock
 from .space import SearchSpace, SearchSpaceError, as_search_space
+
+SAMPLINGS = ("mixture", "single_path")
 
 
 class SearchHead(nn.Module):
@@ -86,8 +101,12 @@ class Supernet(nn.Module):
         sampler: GumbelSampler | None = None,
         in_channels: int | None = None,
         norm: str | Callable[[int], nn.Module] | None = "bn",
+        sampling: str = "mixture",
     ) -> None:
         super().__init__()
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"Unknown sampling {sampling!r}: use one of {', '.join(SAMPLINGS)}.")
+        self.sampling = sampling
         space = as_search_space(space)
         self.space = space
         self.sampler = GumbelSampler() if sampler is None else sampler
@@ -132,6 +151,11 @@ class Supernet(nn.Module):
         self.__dict__["resolution_sampler"] = (  # no parameters of its own
             None if resolution.fixed else ResolutionSampler(self.backbone, resolution, total_stride)
         )
+        single_path = sampling == "single_path"
+        for block in blocks:
+            block.single_path = single_path
+        if self.resolution_sampler is not None:
+            self.resolution_sampler.single_path = single_path
 
     @property
     def resolution_choice(self) -> Decision:
@@ -147,10 +171,13 @@ class Supernet(nn.Module):
 
     # ---- sampling ----
     def sample(self):
-        """Draw this step's gates for every decision (one noise step of the sampler)."""
+        """Draw this step's gates for every decision (one noise step of the sampler); hard
+        gates instead of soft ones when sampling a single path."""
         self.sampler.begin_step()
+        single = self.sampling == "single_path" and self.sampler.mode == "soft"
+        mode = "hard" if single else None
         for decision in self.decisions.values():
-            decision.sample(self.sampler)
+            decision.sample(self.sampler, mode)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The alphas (optimised by Adam on the held-out split)."""
