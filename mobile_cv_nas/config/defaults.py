@@ -13,6 +13,7 @@ from .arch import add_arch_config
 
 TASKS = ("search", "train", "eval", "detection")
 COST_LOSSES = ("target", "multiplicative", "additive")
+DERIVES = ("budget", "argmax")  # NAS.DERIVE
 SAMPLINGS = ("mixture", "single_path")  # NAS.SAMPLING, see mobile_cv_nas/search/supernet.py
 
 
@@ -75,7 +76,7 @@ def add_search_config(cfg):
     cfg.NAS.TAU.DECAY = math.exp(-0.045)  # per epoch
     cfg.NAS.TAU.MIN = 1e-3
     cfg.NAS.COST = CN()
-    # target: CE + BETA * |log(argmax cost / target)| (two-sided: lands on the target);
+    # target: CE + BETA * |log(expected cost / target)| (two-sided: lands on the target);
     # multiplicative: CE * A * (log cost / log target)^B (FBNet's form, normalised by the
     # target); additive: CE + LAMBDA * cost / target (FBNetV2's CE + cost, cost in units of
     # the target). See mobile_cv_nas/search/cost_loss.py.
@@ -89,6 +90,10 @@ def add_search_config(cfg):
     # the end-of-search check: a searched cost further than this (relative) from the target,
     # or an expected cost this far from the argmax's, is reported as a warning
     cfg.NAS.COST.TOLERANCE = 0.05
+    # budget: the derived architecture is the most probable one within TOLERANCE of the
+    # target (the plain argmax when it lands; see mobile_cv_nas/search/budget.py);
+    # argmax: the argmax of every decision, as in the paper
+    cfg.NAS.DERIVE = "budget"
     # mixture: every candidate op and input resolution runs, Gumbel-softmax weighted (the
     # paper); single_path: one hard Gumbel sample per decision, straight-through gradient
     # (GDAS), only the sampled op of each block and the sampled resolution run

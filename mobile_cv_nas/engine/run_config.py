@@ -10,7 +10,7 @@ from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser
 
 from ..config import add_mobile_cv_nas_config
-from ..config.defaults import COST_LOSSES, TASKS
+from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
 from .detection_task import add_detection_config, check_detection_config
 from .errors import ConfigError, OutputDirError
 
@@ -99,6 +99,13 @@ def _check_choice(value, choices, key):
 def check_config(cfg):
     _check_choice(cfg.TASK, TASKS, "TASK")
     _check_choice(cfg.NAS.COST.LOSS, COST_LOSSES, "NAS.COST.LOSS")
+    _check_choice(cfg.NAS.SAMPLING, SAMPLINGS, "NAS.SAMPLING")
+    _check_choice(cfg.NAS.DERIVE, DERIVES, "NAS.DERIVE")
+    if not cfg.NAS.COST.TOLERANCE > 0:
+        raise ConfigError(
+            f"NAS.COST.TOLERANCE = {cfg.NAS.COST.TOLERANCE!r}: the relative miss of the searched "
+            f"cost that is accepted without a warning must be > 0 (default 0.05)."
+        )
     _check_choice(cfg.DATA.AUGMENT, AUGMENTS, "DATA.AUGMENT")
     if cfg.NAS.COST.METRIC:
         _check_choice(cfg.NAS.COST.METRIC, ("flops", "params"), "NAS.COST.METRIC")

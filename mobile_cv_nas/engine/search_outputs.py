@@ -19,6 +19,8 @@ from ..arch import build_model
 from ..flops import count_flops
 from ..io import atomic_write, write_json
 from ..search import derive_arch, derive_model
+from ..search.budget import budget_argmax, choices_applied
+from ..search.cost_loss import search_landing
 from ..visualization import plot_architecture, plot_search_curves
 from .evaluation import evaluate_classifier
 from .search_record import probabilities
@@ -43,19 +45,34 @@ def recalibrate_norms(model, batches, count, device):
     return model
 
 
-def inherited_accuracy(trainer, data):
+def derived_choices(trainer, metric, target):
+    """({decision: option index} of the derived architecture, its cost or None,
+    [BudgetChange]). NAS.DERIVE budget: the most probable architecture within
+    NAS.COST.TOLERANCE of the target; argmax: every decision's argmax."""
+    net = trainer.supernet
+    if trainer.cfg.NAS.DERIVE == "argmax":
+        return {n: int(d.alpha.argmax()) for n, d in net.decisions.items()}, None, []
+    return budget_argmax(net, metric, target, trainer.cfg.NAS.COST.TOLERANCE)
+
+
+def inherited_accuracy(trainer, data, net):
     """Validation accuracy of the derived architecture with the supernet's weights (norm
     statistics re-estimated): what the search's argmax is worth before any retraining."""
-    model = derive_model(trainer.supernet, inherit=True).to(trainer.device)
+    model = derive_model(net, inherit=True).to(trainer.device)
     recalibrate_norms(model, iter(data.weight_loader(0)), RECALIBRATION_BATCHES, trainer.device)
     return evaluate_classifier(model, data.eval_loader(), trainer.device)
 
 
 def write_search_outputs(trainer, data, metric, target, bounds, seconds):
     net = trainer.supernet
-    accuracy = inherited_accuracy(trainer, data)
-    arch = derive_arch(net, name=f"{net.space.name}_searched" if net.space.name else None)
+    choices, derived_cost, changes = derived_choices(trainer, metric, target)
+    with choices_applied(net, choices):
+        accuracy = inherited_accuracy(trainer, data, net)
+        arch = derive_arch(net, name=f"{net.space.name}_searched" if net.space.name else None)
     report = count_flops(build_model(arch), arch.input_size)
+    tolerance = trainer.cfg.NAS.COST.TOLERANCE
+    landing, warnings = search_landing(net, metric, target, bounds, tolerance, derived_cost)
+    landing["budget_changes"] = [str(c) for c in changes]
     metrics = {
         "task": "search",
         "space": net.space.name,
@@ -68,6 +85,9 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
         "cost_metric": metric,
         "cost_target_m": target / 1e6,
         "space_cost_range_m": [bounds[0] / 1e6, bounds[1] / 1e6],
+        # target, argmax cost, relative miss, expected cost (NAS.COST.TOLERANCE)
+        "landing": landing,
+        "warnings": warnings,
         "searched": {
             "flops_m": report.mflops,
             "params_m": report.mparams,
@@ -80,13 +100,22 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
             name: {
                 "options": list(d.options),
                 "probs": probabilities(d),
-                "chosen": d.argmax(),
+                "chosen": d.options[choices[name]],
             }
             for name, d in net.decisions.items()
         },
         "seconds": seconds,
     }
     if comm.is_main_process():
+        if changes:
+            logger.info(
+                f"The argmax architecture costs {landing['argmax_cost_m']:.4g} M "
+                f"({landing['argmax_relative_miss']:+.1%} off the target); the derived one "
+                f"(NAS.DERIVE budget) changes {len(changes)} decision(s) to land at "
+                f"{landing['relative_miss']:+.1%}: " + "; ".join(map(str, changes))
+            )
+        for warning in warnings:
+            logger.warning(warning)
         out = trainer.cfg.OUTPUT_DIR
         atomic_write(os.path.join(out, "arch.yaml"), lambda f: f.write(arch.to_yaml()), "w")
         plot_architecture(arch, os.path.join(out, "arch.png"), flops_m=report.mflops)

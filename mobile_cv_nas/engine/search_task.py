@@ -60,10 +60,11 @@ def run_search(cfg, args):
     )
     torch.manual_seed(cfg.SEED)  # the same initial weights on every process
     sampler = GumbelSampler(tau=cfg.NAS.TAU.START, seed=cfg.SEED, rank=rank)
-    supernet = Supernet(space, sampler, norm=cfg.MODEL.MOBILE_CV_NAS.NORM)
+    supernet = Supernet(
+        space, sampler, norm=cfg.MODEL.MOBILE_CV_NAS.NORM, sampling=cfg.NAS.SAMPLING
+    )
     metric, target, bounds = cost_target(cfg, supernet)
-    c = cfg.NAS.COST
-    cost_loss = CostLoss(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA)
+    cost_loss = CostLoss.from_config(cfg.NAS.COST, target)
     data = SearchData(cfg, datasets, supernet.max_resolution, rank, world)
     schedule_per_epoch, max_iter = iterations(cfg, data.iters_per_epoch)
     trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, with_max_iter(cfg, max_iter))
@@ -75,8 +76,9 @@ def run_search(cfg, args):
     logger.info(
         f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
         f"{metric} {bounds[0] / 1e6:.4g}..{bounds[1] / 1e6:.4g} M, target {target / 1e6:.4g} M; "
-        f"loss {cost_loss}; {len(data.weight_indices)} weight / {len(data.alpha_indices)} alpha "
-        f"images, {data.iters_per_epoch} iterations per epoch, {max_iter} iterations."
+        f"loss {cost_loss}; sampling {cfg.NAS.SAMPLING}; {len(data.weight_indices)} weight / "
+        f"{len(data.alpha_indices)} alpha images, {data.iters_per_epoch} iterations per "
+        f"epoch, {max_iter} iterations."
     )
     start = time.perf_counter()
     completed = train_to_end(trainer)

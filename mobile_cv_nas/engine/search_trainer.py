@@ -59,7 +59,12 @@ class SearchTrainer(ProjectTrainer):
                 scheduler=self.scheduler,
             ),
         )
-        self.model = wrap_ddp(self.supernet, self.device)
+        # single_path: each rank runs its own sampled path, so some weights get no gradient
+        self.model = wrap_ddp(
+            self.supernet,
+            self.device,
+            find_unused_parameters=cfg.NAS.SAMPLING == "single_path",
+        )
         tau = cfg.NAS.TAU
         self.recorder = SearchRecorder(supernet, cfg.NAS.LOG_PERIOD, metric, cost_loss.target)
         self.register_hooks(
@@ -107,7 +112,7 @@ class SearchTrainer(ProjectTrainer):
         )
         if self.iter >= self.alpha_start_iter:
             ce, accuracy = self._step(self._alpha_batches)
-            loss, term = self.cost_loss(ce, getattr(self.supernet.effective_cost(), self.metric))
+            loss, term = self.cost_loss.alpha_loss(ce, self.supernet, self.metric)
             self.check_finite(loss, "alpha-step loss")
             self.supernet.zero_grad(set_to_none=True)
             loss.backward()

@@ -117,24 +117,38 @@ class CostLoss:
         return f"CE * {self.a:g} * (log cost / log {self.target:.4g}) ^ {self.b:g}"
 
 
-def landing_report(target, argmax, expected, cost_range, tolerance=0.05, metric="flops", tau=None):
+def landing_report(
+    target,
+    argmax,
+    expected,
+    cost_range,
+    tolerance=0.05,
+    metric="flops",
+    tau=None,
+    derived=None,
+):
     """The end-of-search check: (a dict for metrics.json, a list of warning strings).
 
-    `target`, `argmax` (the derived architecture's cost), `expected` (the expected cost under
-    the final gates) and `cost_range` (the space's (cheapest, dearest)) in FLOPs or params;
-    `tolerance`: the relative miss allowed (NAS.COST.TOLERANCE)."""
+    `target`, `argmax` (the plain argmax architecture's cost), `expected` (the expected cost
+    under the final gates), `derived` (the derived architecture's cost when the derivation
+    is budget-constrained, see search/budget.py; default: the argmax) and `cost_range` (the
+    space's (cheapest, dearest)) in FLOPs or params; `tolerance`: the relative miss allowed
+    (NAS.COST.TOLERANCE). The miss is the derived architecture's: it is what the user gets."""
     if not tolerance > 0:
         raise ValueError(f"The cost tolerance must be > 0, got {tolerance!r}.")
     unit = "MFLOPs" if metric == "flops" else "M params"
     low, high = (float(c) for c in cost_range)
     target, argmax, expected = float(target), float(argmax), float(expected)
-    miss = argmax / target - 1
+    derived = argmax if derived is None else float(derived)
+    miss = derived / target - 1
     disagreement = expected / argmax - 1
     report = {
         "cost_metric": metric,
         "cost_target_m": target / 1e6,
-        "argmax_cost_m": argmax / 1e6,
+        "derived_cost_m": derived / 1e6,
         "relative_miss": miss,
+        "argmax_cost_m": argmax / 1e6,
+        "argmax_relative_miss": argmax / target - 1,
         "expected_cost_m": expected / 1e6,
         "expected_vs_argmax": disagreement,
         "tolerance": float(tolerance),
@@ -151,7 +165,7 @@ def landing_report(target, argmax, expected, cost_range, tolerance=0.05, metric=
             else "inside the space's range"
         )
         warnings.append(
-            f"The searched architecture missed the cost target: {argmax / 1e6:.4g} {unit} "
+            f"The searched architecture missed the cost target: {derived / 1e6:.4g} {unit} "
             f"against NAS.COST.TARGET_M {target / 1e6:.4g} {unit} ({miss:+.1%}, tolerance "
             f"+-{tolerance:.0%}); the target is {where}, which spans {low / 1e6:.4g} .. "
             f"{high / 1e6:.4g} {unit}."
@@ -168,12 +182,20 @@ def landing_report(target, argmax, expected, cost_range, tolerance=0.05, metric=
     return report, warnings
 
 
-def search_landing(supernet, metric, target, cost_range, tolerance=0.05):
+def search_landing(supernet, metric, target, cost_range, tolerance=0.05, derived=None):
     """`landing_report` for a supernet at the end of its search: the argmax cost, and the
-    expected cost under softmax(alpha / tau) at the sampler's final temperature."""
+    expected cost under softmax(alpha / tau) at the sampler's final temperature; `derived`:
+    the derived architecture's cost when it is not the plain argmax."""
     with torch.no_grad():
         argmax = getattr(argmax_cost(supernet), metric)
         expected = getattr(expected_cost(supernet), metric)
     return landing_report(
-        target, argmax, expected, cost_range, tolerance, metric, tau=supernet.sampler.tau
+        target,
+        argmax,
+        expected,
+        cost_range,
+        tolerance,
+        metric,
+        tau=supernet.sampler.tau,
+        derived=derived,
     )
