@@ -203,15 +203,17 @@ KNOWN_MISSES = {
 }
 
 
+#: One case per space (the suite's time budget: each is ~20 s of cost-only steps in a
+#: paper-scale supernet). The grid measured with `land` as here (see cost_loss.py): params
+#: in P all 5 targets within +-2% (F and L share its rows), FLOPs 12 of 15 (KNOWN_MISSES).
+LANDING_CASES = [("fbnetv2_f", "flops", 2), ("fbnetv2_l", "flops", 3), ("fbnetv2_p", "params", 1)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(5))
-@pytest.mark.parametrize("metric", ["flops", "params"])
-@pytest.mark.parametrize("space", ["fbnetv2_f", "fbnetv2_l", "fbnetv2_p"])
-def test_cost_term_alone_lands_the_argmax_on_targets_over_the_range(space, metric, index, request):
-    """Paper-scale spaces: within +-2% of five targets spread over the space's exact range."""
-    if (space, metric, index) in KNOWN_MISSES:
-        reason = KNOWN_MISSES[space, metric, index]
-        request.applymarker(pytest.mark.xfail(reason=reason, strict=True))
+@pytest.mark.parametrize("space, metric, index", LANDING_CASES)
+def test_cost_term_alone_lands_the_argmax_on_targets_over_the_range(space, metric, index):
+    """Paper-scale spaces: within +-2% of targets spread over the space's exact range."""
+    assert (space, metric, index) not in KNOWN_MISSES
     net, (low, high) = _paper_supernet(space, metric)
     target = spread_targets(low, high)[index]
     miss = land(net, metric, target, steps=120) / target - 1

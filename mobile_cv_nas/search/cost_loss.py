@@ -53,6 +53,10 @@ steps, tau 5 -> 0.05, argmax miss:
     form's cost wired into the alpha step, one run each): argmax 0.537 MFLOPs (+7.4%),
     expected 0.498 (-0.4%) at the final tau 0.648, the landing report flags both; the
     multiplicative form (a 0.2, b 0.6) lands at 0.340 MFLOPs (-32.1%).
+Hence the derivation (NAS.DERIVE budget, search/budget.py): the most probable architecture
+within NAS.COST.TOLERANCE of the target, which moves the few near-tied decisions the
+rounding got wrong (demo, 0.3 MFLOPs: argmax -25.2% -> derived +4.6% by three decisions
+at p 0.30 -> 0.29, 0.42 -> 0.37, 0.38 -> 0.38).
 
 The search uses this loss for the alpha step only: the cost does not depend on the weights,
 so for the weight step the additive and target terms add nothing and the multiplicative factor
