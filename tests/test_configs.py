@@ -36,7 +36,10 @@ IMAGENET_SEARCHES = {
 #: the searches run at batch 1, the F/L/P supernets' activations being most of their memory
 #: (the P search peaked at 7.5 GB RSS at batch 2). The CPU configs run at batch 2.
 PAPER_SCALE = {p for p in RUNNABLE if "imagenet" in p.name}
-PAPER_SEARCH_OPTS = ["SOLVER.IMS_PER_BATCH", "1"]
+#: Batch 1 (memory), and the plain argmax: after one iteration the alphas are still
+#: uniform, the budget derivation's worst case (up to a minute and a half in these spaces;
+#: it is tested in tests/test_search_budget.py).
+PAPER_SEARCH_OPTS = ["SOLVER.IMS_PER_BATCH", "1", "NAS.DERIVE", "argmax"]
 
 CLASSES, IMAGES_PER_CLASS, SIZE = 4, 6, 40
 #: A small zoo architecture for the train configs (their own ARCH is a search's output).

@@ -26,11 +26,12 @@ WORLD = 2
 
 
 @pytest.mark.slow  # two spawned processes
-def test_two_process_cpu_search(tmp_path):
+@pytest.mark.parametrize("sampling", ["mixture", "single_path"])
+def test_two_process_cpu_search(tmp_path, sampling):
     out, dumps = tmp_path / "out", tmp_path / "ranks"
     dumps.mkdir()
     # 6 iterations of a global batch of 16 (8 per process)
-    argv = ["--num-gpus", WORLD, *search_argv(out, "SOLVER.EPOCHS", "1")]
+    argv = ["--num-gpus", WORLD, *search_argv(out, "SOLVER.EPOCHS", "1", "NAS.SAMPLING", sampling)]
     assert cli_dumping_alphas(argv, dumps) == 0
     ranks = [torch.load(dumps / f"rank{r}.pt", weights_only=True) for r in range(WORLD)]
     for r, dump in enumerate(ranks):

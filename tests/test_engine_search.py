@@ -142,10 +142,16 @@ def test_same_seed_same_search(run, tmp_path):
     assert _records(run) == _records(out)
 
 
-def test_resume_after_sigkill_is_exact(run, tmp_path):
+@pytest.mark.parametrize("sampling", ["mixture", "single_path"])
+def test_resume_after_sigkill_is_exact(run, tmp_path, sampling):
+    extra = ("NAS.SAMPLING", sampling)
+    if sampling != "mixture":  # the uninterrupted run of this mode, for reference
+        run = tmp_path / "whole"
+        status, err = train_net(search_argv(run, *extra))
+        assert status == 0, err
     out = tmp_path / "killed"
     with open(tmp_path / "child.log", "w") as log:
-        child = start_train_net(search_argv(out), log)
+        child = start_train_net(search_argv(out, *extra), log)
         try:
             deadline = time.monotonic() + 120
             while not (out / "last_checkpoint").exists():
@@ -161,7 +167,7 @@ def test_resume_after_sigkill_is_exact(run, tmp_path):
     stopped_at = (out / "last_checkpoint").read_text().strip()
     assert stopped_at != "checkpoint_final.pth" and not (out / "checkpoint_final.pth").exists()
 
-    status, err = train_net(["--resume", *search_argv(out)])
+    status, err = train_net(["--resume", *search_argv(out, *extra)])
     assert status == 0, err
     assert (out / "last_checkpoint").read_text().strip() == "checkpoint_final.pth"
     # the first part ran in another process: equal within 1e-6 (in practice bitwise)

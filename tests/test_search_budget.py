@@ -31,8 +31,7 @@ def _targets(low, high, fractions=(0.1, 0.3, 0.5, 0.7, 0.9)):
     return [low * (high / low) ** f for f in fractions]
 
 
-@pytest.mark.parametrize("metric", ["flops", "params"])
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("metric, seed", [("flops", 0), ("params", 1)])
 def test_derived_lands_within_tolerance_over_the_range(metric, seed):
     net = _random_alphas(Supernet("fashion_mnist"), seed)
     low, high = cost_range(net, metric)
