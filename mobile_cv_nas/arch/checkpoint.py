@@ -154,7 +154,8 @@ def extract_state_dict(data, source="checkpoint"):
     return _strip_prefix(weights, "module.")
 
 
-def _listing(title, keys, limit=20):
+def key_listing(title, keys, limit=20):
+    """An indented list of state-dict keys under `title`, cut at `limit` (load errors)."""
     shown = "\n".join(f"    {k}" for k in keys[:limit])
     more = f"\n    ... and {len(keys) - limit} more" if len(keys) > limit else ""
     return f"  {title} ({len(keys)}):\n{shown}{more}"
@@ -199,7 +200,7 @@ def check_state_dict(model, state_dict, source="checkpoint"):
             ("mis-shaped keys", misshaped),
         ):
             if keys:
-                parts.append(_listing(title, keys))
+                parts.append(key_listing(title, keys))
         parts.append("Check that the checkpoint was trained for this arch def.")
         raise CheckpointError("\n".join(parts))
     return state_dict

@@ -29,7 +29,12 @@ import re
 
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from ..arch.checkpoint import CheckpointError, extract_state_dict, read_checkpoint_state_dict
+from ..arch.checkpoint import (
+    CheckpointError,
+    extract_state_dict,
+    key_listing,
+    read_checkpoint_state_dict,
+)
 from .backbone import FBNetV2Backbone
 from .heads import FBNetV2C4ROIHeads
 
@@ -120,12 +125,6 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-def _listing(title, keys, limit=10):
-    shown = "\n".join(f"    {k}" for k in keys[:limit])
-    more = f"\n    ... and {len(keys) - limit} more" if len(keys) > limit else ""
-    return f"  {title} ({len(keys)}):\n{shown}{more}"
-
-
 def _stage_of(key):
     m = _BLOCK.match(key[len(_SOURCE_PREFIX) :]) if key.startswith(_SOURCE_PREFIX) else None
     return int(m.group(1)) if m else None
@@ -211,7 +210,7 @@ def convert_classification_state_dict(state_dict, model, source="checkpoint"):
             ("unexpected keys, in stages the model uses", unexpected),
         ):
             if keys:
-                parts.append(_listing(title, keys))
+                parts.append(key_listing(title, keys, limit=10))
         raise CheckpointError("\n".join(parts))
     fresh = [k for k in expected if k not in mapping]
     report = ConversionReport(str(source), loaded, fresh, unused, targets)
