@@ -82,7 +82,7 @@ BAD_INPUTS = {
     ),
     "key typo on the command line": (
         ["NAS.SPCE", "tiny"],
-        ["command line", "NAS.SPCE", "Did you mean NAS.SPACE?"],
+        ["command line", "NAS.SPCE", "Did you mean NAS.SPACE"],
     ),
     "unreachable FLOP target": (
         ["NAS.COST.TARGET_M", "0.001"],
@@ -126,7 +126,7 @@ def test_key_typo_in_a_yaml_file(tmp_path):
     status, err = train_net(["--config-file", config, *SEARCH_OPTS, "OUTPUT_DIR", out])
     assert status == 2
     line = one_line_error(err)
-    assert "typo.yaml" in line and "NAS.SPCE" in line and "Did you mean NAS.SPACE?" in line
+    assert "typo.yaml" in line and "NAS.SPCE" in line and "Did you mean NAS.SPACE" in line
     assert not out.exists()
 
 
