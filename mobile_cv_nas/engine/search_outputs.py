@@ -8,6 +8,7 @@
   the supernet's weights.
 """
 
+import dataclasses
 import logging
 import os
 
@@ -72,7 +73,7 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
     report = count_flops(build_model(arch), arch.input_size)
     tolerance = trainer.cfg.NAS.COST.TOLERANCE
     landing, warnings = search_landing(net, metric, target, bounds, tolerance, derived_cost)
-    landing["budget_changes"] = [str(c) for c in changes]
+    landing["budget_changes"] = [dataclasses.asdict(c) for c in changes]
     metrics = {
         "task": "search",
         "space": net.space.name,

@@ -12,6 +12,7 @@ import logging
 import torch
 import torch.nn.functional as F
 from detectron2.solver import build_lr_scheduler
+from detectron2.utils import comm
 
 from ..search import TemperatureSchedule
 from .hooks import TemperatureHook
@@ -59,12 +60,11 @@ class SearchTrainer(ProjectTrainer):
                 scheduler=self.scheduler,
             ),
         )
-        # single_path: each rank runs its own sampled path, so some weights get no gradient
-        self.model = wrap_ddp(
-            self.supernet,
-            self.device,
-            find_unused_parameters=cfg.NAS.SAMPLING == "single_path",
-        )
+        # single_path: each rank runs its own sampled path, so each step uses other weights
+        # (and the alphas also outside the forward, in the cost term), which DDP's reducer
+        # cannot follow; the gradients are averaged over the processes by hand instead
+        self.average_grads = cfg.NAS.SAMPLING == "single_path" and comm.get_world_size() > 1
+        self.model = self.supernet if self.average_grads else wrap_ddp(self.supernet, self.device)
         tau = cfg.NAS.TAU
         self.recorder = SearchRecorder(supernet, cfg.NAS.LOG_PERIOD, metric, cost_loss.target)
         self.register_hooks(
@@ -80,6 +80,18 @@ class SearchTrainer(ProjectTrainer):
             + [self.writer_hook(cfg.NAS.LOG_PERIOD)]
         )
         self._weight_batches = self._alpha_batches = None
+
+    def _average_grads(self, params):
+        """single_path on several processes: every gradient averaged over them (a weight
+        another process's path used gets its share; one no path used stays zero)."""
+        if not self.average_grads:
+            return
+        world = comm.get_world_size()
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad)
+            p.grad.div_(world)
 
     def _batches(self):
         if self._weight_batches is None:  # built here: the start iteration is known now
@@ -103,6 +115,7 @@ class SearchTrainer(ProjectTrainer):
         self.check_finite(ce, "weight-step loss")
         self.supernet.zero_grad(set_to_none=True)
         ce.backward()
+        self._average_grads(self.supernet.weight_parameters())
         self.weight_optimizer.step()
         with torch.no_grad():
             cost = self.supernet.effective_cost()
@@ -116,6 +129,7 @@ class SearchTrainer(ProjectTrainer):
             self.check_finite(loss, "alpha-step loss")
             self.supernet.zero_grad(set_to_none=True)
             loss.backward()
+            self._average_grads(self.supernet.arch_parameters())
             self.alpha_optimizer.step()
             storage.put_scalars(
                 alpha_loss=loss.item(),
