@@ -203,10 +203,10 @@ KNOWN_MISSES = {
 }
 
 
-#: One case per space (the suite's time budget: each is ~20 s of cost-only steps in a
-#: paper-scale supernet). The grid measured with `land` as here (see cost_loss.py): params
+#: Two cases (the suite's time budget: each is ~20 s of cost-only steps in a paper-scale
+#: supernet). The grid measured with `land` as here (see cost_loss.py): params
 #: in P all 5 targets within +-2% (F and L share its rows), FLOPs 12 of 15 (KNOWN_MISSES).
-LANDING_CASES = [("fbnetv2_f", "flops", 2), ("fbnetv2_l", "flops", 3), ("fbnetv2_p", "params", 1)]
+LANDING_CASES = [("fbnetv2_f", "flops", 2), ("fbnetv2_p", "params", 1)]
 
 
 @pytest.mark.slow

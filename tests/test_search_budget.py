@@ -79,7 +79,7 @@ def test_unreachable_target_returns_the_closest_found():
     assert cost >= low and cost < argmax_cost(net).flops
 
 
-@pytest.mark.parametrize("fraction", [0.3, 0.6])
+@pytest.mark.parametrize("fraction", [0.3])  # the other targets: the test above
 def test_search_lands_on_its_target_and_reports_it(fraction, tmp_path):
     """The launcher's search (demo config, a short schedule): the derived architecture in
     arch.yaml is within NAS.COST.TOLERANCE of NAS.COST.TARGET_M, and metrics.json says so."""
