@@ -33,15 +33,19 @@ class EffectiveShape:
         g = self.resolution_gates
         return (g * torch.as_tensor(values, dtype=g.dtype, device=g.device)).sum()
 
+    # direct construction rather than dataclasses.replace: these run thousands of times per
+    # cost evaluation, and replace's field introspection was a third of its time
     def with_channels(self, channels):
-        return dataclasses.replace(self, channels=channels)
+        return EffectiveShape(channels, self.sizes, self.resolution_gates)
 
     def strided(self, stride):
+        if stride == 1:
+            return EffectiveShape(self.channels, self.sizes, self.resolution_gates)
         sizes = [(math.ceil(h / stride), math.ceil(w / stride)) for h, w in self.sizes]
-        return dataclasses.replace(self, sizes=sizes)
+        return EffectiveShape(self.channels, sizes, self.resolution_gates)
 
     def pooled(self):
-        return dataclasses.replace(self, sizes=[(1, 1)] * len(self.sizes))
+        return EffectiveShape(self.channels, [(1, 1)] * len(self.sizes), self.resolution_gates)
 
 
 @dataclasses.dataclass
