@@ -68,29 +68,58 @@ def _candidates(decision, current):
 
 def _exact_steps(supernet, metric, target, aim, log_probs, choices, cost, max_evals):
     """Single moves (any option) costed exactly, the best price per gain taken, until the
-    cost lands or no move helps or `max_evals` costs were read."""
+    cost lands or no move helps or `max_evals` costs were read. Where no single move helps
+    (a coarse space: every move overshoots the target the other way), pairs of moves on two
+    decisions are tried, the cheapest-priced ones first."""
     evals = 0
     while evals < max_evals:
         miss = abs(math.log(cost / target))
         if miss <= aim:
             break
-        best = None
+        best, singles = None, []
         for name, decision in supernet.decisions.items():
             for index in range(len(decision.options)):
                 if index == choices[name]:
                     continue
                 trial = cost_of(supernet, dict(choices, **{name: index}), metric)
                 evals += 1
+                price = float(log_probs[name][choices[name]] - log_probs[name][index])
+                singles.append((price, name, index))
                 gain = miss - abs(math.log(trial / target))
-                if gain > 0:
-                    price = float(log_probs[name][choices[name]] - log_probs[name][index])
-                    if best is None or price / gain < best[0]:
-                        best = (price / gain, name, index, trial)
+                if gain > 0 and (best is None or price / gain < best[0]):
+                    best = (price / gain, {name: index}, trial)
+        if best is None:
+            best, used = _best_pair(
+                supernet, metric, target, miss, choices, singles, max_evals - evals
+            )
+            evals += used
         if best is None:
             break
-        _, name, index, cost = best
-        choices = dict(choices, **{name: index})
+        _, moves, cost = best
+        choices = dict(choices, **moves)
     return choices, cost
+
+
+def _best_pair(supernet, metric, target, miss, choices, singles, max_evals):
+    """((price per gain, moves, cost) or None, costs read): the best pair of single moves on
+    two decisions, pairs of the lowest-priced moves first, within `max_evals` cost reads."""
+    singles = sorted(singles, key=lambda s: s[0])
+    best, evals = None, 0
+    for j in range(1, len(singles)):
+        for i in range(j):
+            if evals >= max_evals:
+                return best, evals
+            (price_a, a, index_a), (price_b, b, index_b) = singles[i], singles[j]
+            if a == b:
+                continue
+            moves = {a: index_a, b: index_b}
+            trial = cost_of(supernet, dict(choices, **moves), metric)
+            evals += 1
+            gain = miss - abs(math.log(trial / target))
+            price = price_a + price_b
+            if gain > 0 and (best is None or price / gain < best[0]):
+                best = (price / gain, moves, trial)
+    return best, evals
 
 
 def _neighbour_rounds(supernet, metric, target, aim, log_probs, choices, cost, max_rounds):

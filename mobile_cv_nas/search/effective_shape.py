@@ -10,6 +10,7 @@ is computed in float64, so that with one-hot gates a cost is the exact integer c
 
 import collections
 import dataclasses
+import functools
 import math
 
 import torch
@@ -21,11 +22,13 @@ class EffectiveShape:
     sizes: list[tuple[int, int]]  # real (h, w) for each resolution option
     resolution_gates: torch.Tensor  # gates of the resolution options (sums to 1), float64
 
-    @property
+    # The effective height and width are computed once per shape and shared by the shapes
+    # derived with other channels: a cost evaluation reads them thousands of times.
+    @functools.cached_property
     def height(self):
         return self._expected([h for h, _ in self.sizes])
 
-    @property
+    @functools.cached_property
     def width(self):
         return self._expected([w for _, w in self.sizes])
 
@@ -36,11 +39,15 @@ class EffectiveShape:
     # direct construction rather than dataclasses.replace: these run thousands of times per
     # cost evaluation, and replace's field introspection was a third of its time
     def with_channels(self, channels):
-        return EffectiveShape(channels, self.sizes, self.resolution_gates)
+        shape = EffectiveShape(channels, self.sizes, self.resolution_gates)
+        for name in ("height", "width"):
+            if name in self.__dict__:
+                shape.__dict__[name] = self.__dict__[name]
+        return shape
 
     def strided(self, stride):
         if stride == 1:
-            return EffectiveShape(self.channels, self.sizes, self.resolution_gates)
+            return self  # shapes are not changed in place
         sizes = [(math.ceil(h / stride), math.ceil(w / stride)) for h, w in self.sizes]
         return EffectiveShape(self.channels, sizes, self.resolution_gates)
 

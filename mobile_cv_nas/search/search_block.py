@@ -109,6 +109,8 @@ class SearchBlock(nn.Module):
         gates = self.op_choice.current_gates()
         layers = []
         for gate, op in zip(gates, self.candidates, strict=True):
+            if not torch.is_grad_enabled() and float(gate) == 0:
+                continue  # costs of one-hot gates (derivation): a zero share adds nothing
             adapter, ctx = self.adapters[op], self.contexts[op]
             weight = gate if len(self.candidates) > 1 else None
             if adapter.identity == "replace" and not (isinstance(p, float) and p == 0.0):
