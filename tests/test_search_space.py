@@ -344,3 +344,28 @@ def test_cli_missing_file_exits_2(tmp_path, capsys):
     assert "does not exist" in err and "fbnetv2_f" in err
     assert module.main(["tiny"]) == 0
     assert "log10(#architectures) = " in capsys.readouterr().out
+
+
+def test_cli_writes_the_largest_candidate(tmp_path, capsys):
+    """--largest-arch: the arch YAML a training-iteration baseline is timed on (README), as
+    large as any architecture of the space."""
+    import importlib.util
+
+    from mobile_cv_nas.arch import build_model, load_arch_def
+    from mobile_cv_nas.flops import count_flops
+    from mobile_cv_nas.search import Supernet
+    from mobile_cv_nas.search.cost_bounds import cost_range
+
+    tool = os.path.join(os.path.dirname(os.path.dirname(__file__)), "tools", "space_info.py")
+    spec = importlib.util.spec_from_file_location("space_info", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    path = tmp_path / "largest.yaml"
+    assert module.main(["fashion_mnist", "--largest-arch", str(path)]) == 0
+    assert f"largest candidate: 1.32 MFLOPs, 0.04816 M params, input 28: {path}" in (
+        capsys.readouterr().out
+    )
+    arch = load_arch_def(str(path))
+    assert (arch.input_size, arch.in_channels, arch.num_classes) == (28, 1, 10)
+    flops = count_flops(build_model(arch), arch.input_size).flops
+    assert flops >= 0.8 * cost_range(Supernet("fashion_mnist"), "flops")[1]

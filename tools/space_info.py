@@ -3,9 +3,13 @@
 
     python tools/space_info.py fbnetv2_f                 # a shipped space, by name
     python tools/space_info.py path/to/space.yaml        # any space file
+    python tools/space_info.py fashion_mnist --largest-arch largest.yaml
 
 Prints the space's name, cost, resolutions, number of blocks, number of searchable decisions
-(those with more than one option) and "log10(#architectures) = X". Exits with status 2 and the
+(those with more than one option) and "log10(#architectures) = X". `--largest-arch` also
+writes the arch YAML of the space's largest candidate (max resolution, widths and expansions,
+the largest op of every block): train it with the train task (MODEL.MOBILE_CV_NAS.ARCH) to
+compare a search iteration's time with a training iteration's. Exits with status 2 and the
 error message on a malformed or missing space.
 """
 
@@ -23,6 +27,7 @@ except ImportError:  # run from a checkout without installing the package
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("space", help="a shipped space name (e.g. fbnetv2_f) or a YAML path")
+    parser.add_argument("--largest-arch", metavar="PATH", help="write its largest candidate here")
     args = parser.parse_args(argv)
     try:
         space = load_search_space(args.space)
@@ -35,6 +40,19 @@ def main(argv=None):
     print(f"blocks: {len(space.blocks())}")
     print(f"decisions: {space.num_searchable_decisions()}")
     print(f"log10(#architectures) = {count_architectures(space):.2f}")
+    if args.largest_arch:
+        from mobile_cv_nas.arch import build_model, parse_arch_def
+        from mobile_cv_nas.flops import count_flops
+        from mobile_cv_nas.io import atomic_write
+
+        largest = dict(space.largest_arch_def(space.in_channels), num_classes=space.num_classes)
+        arch = parse_arch_def(largest)
+        atomic_write(args.largest_arch, lambda f: f.write(arch.to_yaml()), "w")
+        cost = count_flops(build_model(arch), arch.input_size)
+        print(
+            f"largest candidate: {cost.mflops:.4g} MFLOPs, {cost.mparams:.4g} M params, input "
+            f"{arch.input_size}: {args.largest_arch}"
+        )
     return 0
 
 

@@ -20,7 +20,13 @@ from .data import build_datasets, per_process_batch
 from .errors import ConfigError
 from .evaluation import evaluate_classifier
 from .run_setup import setup_run
-from .trainer_base import iterations, log_schedule, train_to_end, with_max_iter
+from .trainer_base import (
+    iteration_seconds,
+    iterations,
+    log_schedule,
+    train_to_end,
+    with_max_iter,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +162,8 @@ def run_train(cfg, args):
         "params_m": report.mparams,
         "iterations": trainer.max_iter,
         "ema": trainer.ema is not None,
+        # the launcher's per-iteration timer (median), to compare with a search's
+        "iteration_time": {"iteration_s": iteration_seconds(trainer).get("median_s")},
     }
     if comm.is_main_process():
         out = cfg.OUTPUT_DIR

@@ -25,6 +25,7 @@ from ..search.cost_loss import search_landing
 from ..visualization import plot_architecture, plot_search_curves
 from .evaluation import evaluate_classifier
 from .search_record import probabilities
+from .trainer_base import iteration_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,19 @@ def inherited_accuracy(trainer, data, net):
     model = derive_model(net, inherit=True).to(trainer.device)
     recalibrate_norms(model, iter(data.weight_loader(0)), RECALIBRATION_BATCHES, trainer.device)
     return evaluate_classifier(model, data.eval_loader(), trainer.device)
+
+
+def search_iteration_time(trainer):
+    """The launcher's per-iteration timer, split: weight-only iterations (before
+    NAS.ALPHA_START_EPOCH) and search iterations (weight + alpha step), medians in seconds."""
+    timed = iteration_seconds(trainer, split_at=trainer.alpha_start_iter)
+    if not timed:
+        return {}
+    return {
+        "search_iteration_s": timed["from_median_s"],
+        "weight_step_s": timed["before_median_s"],
+        "timed_iterations": timed["count"],
+    }
 
 
 def write_search_outputs(trainer, data, metric, target, bounds, seconds):
@@ -106,6 +120,7 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
             for name, d in net.decisions.items()
         },
         "seconds": seconds,
+        "iteration_time": search_iteration_time(trainer),
     }
     if comm.is_main_process():
         if changes:
@@ -117,6 +132,15 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
             )
         for warning in warnings:
             logger.warning(warning)
+        timed = metrics["iteration_time"]
+        if timed.get("search_iteration_s"):
+            weight = timed["weight_step_s"]
+            logger.info(
+                f"Iteration time ({trainer.cfg.NAS.SAMPLING}, median): search iteration "
+                f"(weight + alpha step) {timed['search_iteration_s']:.4f} s"
+                + (f", weight step alone {weight:.4f} s" if weight else "")
+                + "; compare a train run's iteration_time (metrics.json) at the same batch."
+            )
         out = trainer.cfg.OUTPUT_DIR
         atomic_write(os.path.join(out, "arch.yaml"), lambda f: f.write(arch.to_yaml()), "w")
         plot_architecture(arch, os.path.join(out, "arch.png"), flops_m=report.mflops)

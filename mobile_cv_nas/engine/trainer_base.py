@@ -71,6 +71,30 @@ def with_max_iter(cfg, max_iter):
     return schedule
 
 
+def iteration_seconds(trainer, split_at=None):
+    """Median seconds per iteration as the launcher timed them (detectron2's IterationTimer
+    hook, its warm-up left out), for metrics.json: comparable between a search and a train
+    run of the same data and batch. With `split_at`, the iterations before it ("before") and
+    from it ("from") separately: a search's weight-only and weight + alpha iterations."""
+    storage = getattr(trainer, "storage", None)
+    if storage is None or "time" not in storage.histories():
+        return {}
+    timed = storage.history("time").values()  # [(seconds, iteration)]
+
+    def median(values):
+        values = sorted(values)
+        if not values:
+            return None
+        mid = len(values) // 2
+        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+    out = {"median_s": median([s for s, _ in timed]), "count": len(timed)}
+    if split_at is not None:
+        out["before_median_s"] = median([s for s, i in timed if i < split_at])
+        out["from_median_s"] = median([s for s, i in timed if i >= split_at])
+    return out
+
+
 def train_to_end(trainer):
     """Train from the start iteration `resume_or_load` set; False when stopped early."""
     if trainer.start_iter >= trainer.max_iter:
