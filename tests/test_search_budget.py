@@ -31,9 +31,19 @@ def _targets(low, high, fractions=(0.1, 0.3, 0.5, 0.7, 0.9)):
     return [low * (high / low) ** f for f in fractions]
 
 
-@pytest.mark.parametrize("metric, seed", [("flops", 0), ("params", 1)])
-def test_derived_lands_within_tolerance_over_the_range(metric, seed):
-    net = _random_alphas(Supernet("fashion_mnist"), seed)
+#: alphas of scale 1 (an undecided search) and 3 (a decided one: most probabilities > 0.9)
+@pytest.mark.parametrize(
+    "metric, seed, scale",
+    [
+        ("flops", 0, 1.0),
+        ("params", 1, 1.0),
+        ("flops", 2, 3.0),
+        ("params", 3, 3.0),
+        ("flops", 4, 3.0),
+    ],
+)
+def test_derived_lands_within_tolerance_over_the_range(metric, seed, scale):
+    net = _random_alphas(Supernet("fashion_mnist"), seed, scale)
     low, high = cost_range(net, metric)
     for target in _targets(low, high):
         choices, cost, changes = budget_argmax(net, metric, target, tolerance=0.05)
@@ -79,7 +89,8 @@ def test_unreachable_target_returns_the_closest_found():
     assert cost >= low and cost < argmax_cost(net).flops
 
 
-@pytest.mark.parametrize("fraction", [0.3])  # the other targets: the test above
+#: the ends of the middle 80% of the range (log scale); the targets between: the test above
+@pytest.mark.parametrize("fraction", [0.1, 0.9])
 def test_search_lands_on_its_target_and_reports_it(fraction, tmp_path):
     """The launcher's search (demo config, a short schedule): the derived architecture in
     arch.yaml is within NAS.COST.TOLERANCE of NAS.COST.TARGET_M, and metrics.json says so."""
