@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 from engine_helpers import (
+    SEARCH_CONFIG,
     SEARCH_ITERS,
     assert_same_alphas,
     final_alphas,
@@ -29,7 +30,16 @@ from mobile_cv_nas.search import TemperatureSchedule
 EPOCH_ITERS = 6
 LOG_PERIOD = 3
 # configs/search/fashion_mnist_cpu.yaml's temperature
-SCHEDULE = TemperatureSchedule(5.0, 0.6, 1e-3)
+def _demo_schedule():
+    """The demo config's temperature schedule (NAS.TAU), as the shared run uses it."""
+    from mobile_cv_nas.engine import new_config
+
+    cfg = new_config()
+    cfg.merge_from_file(SEARCH_CONFIG)
+    return TemperatureSchedule(cfg.NAS.TAU.START, cfg.NAS.TAU.DECAY, cfg.NAS.TAU.MIN)
+
+
+SCHEDULE = _demo_schedule()
 
 
 @pytest.fixture(scope="module")
