@@ -104,8 +104,9 @@ setup(
         "matplotlib",  # mobile_cv_nas.visualization; tools/benchmarks plots (detectron2 needs it)
     ],
     extras_require={
-        # ruff: `bash tools/dev.sh lint`; a minor version pinned, since the formatter's style and
-        # the rules change between ruff minor versions (configuration: pyproject.toml).
-        "test": ["pytest", "ruff>=0.17,<0.18"],
+        # pytest-xdist: the suite on 2 worker processes (bash tools/dev.sh test). ruff: `bash
+        # tools/dev.sh lint`; a minor version pinned, since the formatter's style and the rules
+        # change between ruff minor versions (configuration: pyproject.toml).
+        "test": ["pytest", "pytest-xdist>=3.5,<4", "ruff>=0.17,<0.18"],
     },
 )

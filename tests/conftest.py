@@ -101,6 +101,25 @@ def pytest_report_header(config):
 _IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 
+def pytest_configure(config):
+    """Under CI, selecting tests is refused up front: with worker processes (pytest-xdist) the
+    deselection happens in the workers, where the tally below does not see it."""
+    chosen = [
+        flag
+        for flag, value in (
+            ("-m", config.option.markexpr),
+            ("-k", config.option.keyword),
+            ("--deselect", getattr(config.option, "deselect", None)),
+        )
+        if value
+    ]
+    if _IN_CI and chosen and not hasattr(config, "workerinput"):
+        raise pytest.UsageError(
+            f"CI is set: {' and '.join(chosen)} would leave tests out; CI runs every tier "
+            f"(unset CI for a partial run)."
+        )
+
+
 def _tally(config, kind):
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     return reporter.stats.get(kind, []) if reporter is not None else []

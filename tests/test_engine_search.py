@@ -29,6 +29,8 @@ from mobile_cv_nas.search import TemperatureSchedule
 
 EPOCH_ITERS = 6
 LOG_PERIOD = 3
+
+
 # configs/search/fashion_mnist_cpu.yaml's temperature
 def _demo_schedule():
     """The demo config's temperature schedule (NAS.TAU), as the shared run uses it."""

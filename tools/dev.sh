@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one entry point for developers and CI.
 #
-#   bash tools/dev.sh test [pytest args...]      the linter, then the test suite (CI: .ci/run)
+#   bash tools/dev.sh test [pytest args...]      the linter, then the test suite (CI: .ci/run),
+#                                                on 2 worker processes (pytest-xdist)
 #   bash tools/dev.sh test -m "not slow"         the quick tier, for local work (leaves out the
 #                                                paper-scale, ImageNet-config and 2-process tests)
 #   bash tools/dev.sh lint [--fix] [paths...]    ruff check + ruff format --check (--fix: apply)
@@ -9,7 +10,7 @@
 #                                                no arguments: the CPU demo config)
 #
 # On first use it creates .venv (python3 -m venv), installs the pinned torch/torchvision,
-# this package in editable mode with its test extras (pytest, ruff), and, when
+# this package in editable mode with its test extras (pytest, pytest-xdist, ruff), and, when
 # `import detectron2` fails, detectron2 0.6 from its Python sources (tools/install_detectron2.sh;
 # a detectron2 you installed yourself is kept). Later runs skip the
 # installs while .venv still matches (a stamp keyed on a hash of setup.py, pyproject.toml and
@@ -36,7 +37,8 @@ usage() {
 usage: bash tools/dev.sh <command> [args...]
 
 commands:
-  test     the linter (as 'lint'), then the tests: python -m pytest -q tests [args...]
+  test     the linter (as 'lint'), then the tests: python -m pytest -q tests [args...] on
+           2 worker processes (MOBILE_CV_NAS_TEST_WORKERS, 0: one process)
            (SKIP_LINT=1 skips the linter; CI never does). Everything runs by default, as in
            CI; for quick local work leave out the tests marked slow (the paper-scale F/L/P
            supernets, the ImageNet config runs, the 2-process runs; see pytest.ini):
@@ -140,13 +142,13 @@ PYEOF
 }
 
 # True when mobile_cv_nas imports, from outside the checkout, as this checkout's sources,
-# and its dependencies and the test extras (pytest, ruff) are installed.
+# and its dependencies and the test extras (pytest, pytest-xdist, ruff) are installed.
 package_ok() {
     local found
     found="$(cd / && "$PY" - <<'PYEOF' 2>/dev/null
 import importlib.util, os
 import mobile_cv_nas
-needed = ("fvcore", "iopath", "yaml", "numpy", "pytest", "ruff")
+needed = ("fvcore", "iopath", "yaml", "numpy", "pytest", "xdist", "ruff")
 missing = [m for m in needed if importlib.util.find_spec(m) is None]
 print("missing: " + " ".join(missing) if missing else os.path.dirname(os.path.realpath(mobile_cv_nas.__file__)))
 PYEOF
@@ -285,7 +287,20 @@ case "$cmd" in
                 break
             fi
         done
-        exec "$PY" -m pytest -q ${targets[@]+"${targets[@]}"} "$@"
+        # Two worker processes (pytest-xdist), one torch thread each: the suite is mostly
+        # single-threaded torch work, so on 2 cores it takes about half the time. A module's
+        # tests stay on one worker (--dist loadscope), so its fixtures are built once.
+        # MOBILE_CV_NAS_TEST_WORKERS=0 runs everything in this process.
+        workers="${MOBILE_CV_NAS_TEST_WORKERS:-2}"
+        parallel=()
+        if [[ ! "$workers" =~ ^[0-9]+$ ]]; then
+            log "error: MOBILE_CV_NAS_TEST_WORKERS must be a number (0: no worker processes)," \
+                "got '$workers'"
+            exit 2
+        elif [ "$workers" -gt 1 ]; then
+            parallel=(-n "$workers" --dist loadscope)
+        fi
+        exec "$PY" -m pytest -q ${parallel[@]+"${parallel[@]}"} ${targets[@]+"${targets[@]}"} "$@"
         ;;
     search)
         ensure_env
