@@ -30,23 +30,28 @@ warnings.filterwarnings(
 from mobile_cv_nas.engine import check_output_dir, launch, main, parse_args, setup_cfg  # noqa: E402
 from mobile_cv_nas.engine.errors import USER_ERRORS  # noqa: E402
 from mobile_cv_nas.engine.launch import WorkerExit  # noqa: E402
+from mobile_cv_nas.engine.run_config import check_output_path  # noqa: E402
+from mobile_cv_nas.engine.run_lock import output_dir_lock  # noqa: E402
 
 
 def cli(argv=None):
     args = parse_args(argv)
     try:
         cfg = setup_cfg(args)
-        check_output_dir(cfg, args.resume, args)
-        launch(
-            main,
-            args.num_gpus,
-            num_machines=args.num_machines,
-            machine_rank=args.machine_rank,
-            dist_url=args.dist_url,
-            args=(cfg, args),
-            device=cfg.MODEL.DEVICE,
-            user_errors=USER_ERRORS,
-        )
+        check_output_path(cfg.OUTPUT_DIR)
+        # one run per OUTPUT_DIR, held until every process of this one has ended
+        with output_dir_lock(cfg.OUTPUT_DIR):
+            check_output_dir(cfg, args.resume, args)
+            launch(
+                main,
+                args.num_gpus,
+                num_machines=args.num_machines,
+                machine_rank=args.machine_rank,
+                dist_url=args.dist_url,
+                args=(cfg, args),
+                device=cfg.MODEL.DEVICE,
+                user_errors=USER_ERRORS,
+            )
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -85,10 +85,30 @@ def setup_cfg(args):
         check_schedule(cfg)
     if cfg.TASK == "detection":
         check_detection_config(cfg, train=not args.eval_only)
+    check_processes(cfg, args)
     if cfg.SEED < 0:  # resolved once here, so every process (and config.yaml) has the same
         cfg.SEED = int.from_bytes(os.urandom(4), "little") >> 1
     cfg.freeze()
     return cfg
+
+
+def check_processes(cfg, args):
+    """--num-gpus / --num-machines, and a total batch every process gets an equal share of,
+    checked before any process is spawned."""
+    per_machine = getattr(args, "num_gpus", 1)
+    machines = getattr(args, "num_machines", 1)
+    if per_machine < 1 or machines < 1:
+        raise ConfigError(
+            f"--num-gpus {per_machine} --num-machines {machines}: both must be >= 1 (the "
+            f"processes per machine, and the machines)."
+        )
+    world = per_machine * machines
+    batch = cfg.SOLVER.IMS_PER_BATCH
+    if not getattr(args, "eval_only", False) and batch > 0 and batch % world:
+        raise ConfigError(
+            f"SOLVER.IMS_PER_BATCH = {batch} is the total batch of {world} processes and does "
+            f"not divide by {world}: use a multiple of {world}."
+        )
 
 
 def _check_choice(value, choices, key):
@@ -123,10 +143,36 @@ def check_config(cfg):
         )
 
 
+def check_output_path(out):
+    """OUTPUT_DIR must be a folder, or a path that can become one: not an existing file (the
+    logger would append to it), not under a file, not in a place this user cannot write."""
+    if not out:
+        raise OutputDirError("OUTPUT_DIR is empty: set it to the folder the run writes to.")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise OutputDirError(
+            f"OUTPUT_DIR {out!r} is a file, not a folder: set OUTPUT_DIR to a folder (a missing "
+            f"one is created)."
+        )
+    existing = os.path.abspath(out)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OutputDirError(
+            f"OUTPUT_DIR {out!r} is under {existing!r}, which is a file: set OUTPUT_DIR to a "
+            f"folder path."
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputDirError(
+            f"OUTPUT_DIR {out!r}: this user cannot write in {existing!r}; set OUTPUT_DIR to a "
+            f"folder you can write to."
+        )
+
+
 def check_output_dir(cfg, resume, args=None):
     """A new run needs a folder without another run in it; --resume continues the run there,
     if it is a run of the same task (and search space)."""
     out = cfg.OUTPUT_DIR
+    check_output_path(out)
     eval_only = cfg.TASK == "eval" or (cfg.TASK == "detection" and getattr(args, "eval_only", 0))
     if eval_only or not os.path.isdir(out):
         return
