@@ -4,15 +4,22 @@ the run's outputs; a worker's user error is one line and exit status 2 (the laun
 too, without a traceback)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from engine_helpers import (
+    REPO_ROOT,
     assert_same_alphas,
     cli_dumping_alphas,
     final_alphas,
     search_argv,
+    subprocess_env,
     train_net,
 )
 from PIL import Image
@@ -98,3 +105,62 @@ def test_launcher_keeps_a_worker_crash_as_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(mp, "start_processes", worker_killed)
     with pytest.raises(mp.ProcessExitedException):
         train_net(["--num-gpus", WORLD, *search_argv(tmp_path / "out")])
+
+
+def _children(pid):
+    """Child pids of `pid` (Linux /proc: the platform CI runs on)."""
+    found = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as f:
+            found.update(int(p) for p in f.read().split())
+    return found
+
+
+def _running(pid):
+    """True while `pid` exists and is not a zombie (one nobody reaped is over too)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            state = next(line for line in f if line.startswith("State:"))
+    except (FileNotFoundError, StopIteration, ProcessLookupError):
+        return False
+    return "Z" not in state.split()[1]
+
+
+@pytest.mark.slow  # two spawned processes, killed, then a resumed run
+def test_killing_the_launcher_ends_its_workers_and_resume_works(tmp_path):
+    out = tmp_path / "out"
+    argv = ["--num-gpus", WORLD, *search_argv(out, "SOLVER.EPOCHS", "3")]  # 18 iterations
+    with open(tmp_path / "launcher.log", "w") as log:
+        # as a background job of a script starts it: SIGINT ignored (inherited by the
+        # workers), so torch's own parent-death SIGINT cannot end them
+        launcher = subprocess.Popen(
+            [sys.executable, str(REPO_ROOT / "tools" / "train_net.py"), *map(str, argv)],
+            cwd=str(REPO_ROOT),
+            env=subprocess_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while not (out / "last_checkpoint").exists():
+                assert launcher.poll() is None, (tmp_path / "launcher.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
+                time.sleep(0.2)
+            workers = _children(launcher.pid)
+            assert len(workers) >= WORLD
+            launcher.send_signal(signal.SIGKILL)
+            launcher.wait()
+            # at once: orphans would go on training (here for another 10-20 s) and finish
+            deadline = time.monotonic() + 5
+            while any(_running(p) for p in workers):
+                assert time.monotonic() < deadline, "workers outlived their launcher"
+                time.sleep(0.1)
+            assert (out / "last_checkpoint").read_text().strip() != "checkpoint_final.pth"
+        finally:
+            launcher.kill()
+            launcher.wait()
+    # the README's advice works: no worker holds the run, the port or the folder
+    status, err = train_net(["--resume", *argv])
+    assert status == 0, err
+    assert (out / "last_checkpoint").read_text().strip() == "checkpoint_final.pth"

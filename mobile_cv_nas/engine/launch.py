@@ -6,12 +6,22 @@ than one process only on GPUs; on CPU this module spawns the workers itself, set
 detectron2's process groups the same way, and then calls the same main function. Errors
 that are the user's (a bad config, data folder, ...) end a worker with exit status 2 and
 one message, not a traceback per process.
+
+Workers end with their launcher (`end_with_launcher`), however it ends: a worker that
+outlived a killed launcher would finish the run on its own, keep the rendezvous port bound
+and race the `--resume` the user starts next.
 """
 
+import ctypes
 import datetime
+import functools
 import logging
+import os
+import signal
 import socket
 import sys
+import threading
+import time
 
 import torch
 import torch.distributed as dist
@@ -35,6 +45,38 @@ class WorkerExit(Exception):
         self.status = status
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def end_with_launcher(launcher_pid):
+    """Make this worker process end when its launcher (`launcher_pid`, its parent) does: the
+    kernel's parent-death signal on Linux, else a thread that watches the parent; and at
+    once if the launcher is already gone."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != launcher_pid:  # it died before the signal was armed
+        os._exit(1)
+    if not armed:
+
+        def watch():
+            while os.getppid() == launcher_pid:
+                time.sleep(1.0)
+            os._exit(1)
+
+        threading.Thread(target=watch, name="end-with-launcher", daemon=True).start()
+
+
+def _gpu_worker_main(launcher_pid, main_func, *args):
+    """detectron2's workers run this: tied to the launcher, then `main_func(*args)`."""
+    end_with_launcher(launcher_pid)
+    return main_func(*args)
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -55,8 +97,18 @@ def _set_local_group(processes_per_machine, machine_rank, num_machines):
 
 
 def _cpu_worker(
-    local_rank, main_func, processes, num_machines, machine_rank, url, args, user_errors
+    local_rank,
+    main_func,
+    processes,
+    num_machines,
+    machine_rank,
+    url,
+    args,
+    user_errors,
+    launcher_pid=None,
 ):
+    if launcher_pid is not None:
+        end_with_launcher(launcher_pid)
     rank = machine_rank * processes + local_rank
     try:
         dist.init_process_group(
@@ -102,6 +154,8 @@ def launch(
     world = num_machines * num_processes
     use_cpu = torch.device(device).type == "cpu" or not torch.cuda.is_available()
     if world <= 1 or not use_cpu:
+        if world > 1:  # detectron2 spawns the workers: tie them to this process
+            main_func = functools.partial(_gpu_worker_main, os.getpid(), main_func)
         return d2_launch(
             main_func,
             num_processes,
@@ -126,6 +180,7 @@ def launch(
                 dist_url,
                 args,
                 tuple(user_errors),
+                os.getpid(),
             ),
             join=True,
             daemon=False,
