@@ -6,6 +6,7 @@ import difflib
 import os
 
 import torch
+import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser
 
@@ -56,6 +57,7 @@ def setup_cfg(args):
     if args.config_file:
         if not os.path.isfile(args.config_file):
             raise ConfigError(f"Config file {args.config_file!r} does not exist.")
+        check_config_files(args.config_file)
         try:
             cfg.merge_from_file(args.config_file)
         except KeyError as e:
@@ -109,6 +111,55 @@ def check_processes(cfg, args):
             f"SOLVER.IMS_PER_BATCH = {batch} is the total batch of {world} processes and does "
             f"not divide by {world}: use a multiple of {world}."
         )
+
+
+def _base_path(path, base):
+    """Where a `_BASE_` entry of `path` points (detectron2's rule: relative to the file)."""
+    base = os.path.expanduser(base)
+    if base.startswith(("/", "https://", "http://")):
+        return base
+    return os.path.join(os.path.dirname(path), base)
+
+
+def check_config_files(path):
+    """The chain of YAML files `path` reads through `_BASE_`: each must parse, be a mapping and
+    exist, and the chain must not loop. One line naming the file (and the line of a syntax
+    error), where detectron2 would print a parser traceback or recurse until Python's limit."""
+    chain = []
+    while True:
+        real = os.path.realpath(path)
+        if real in chain:
+            loop = " -> ".join([*(os.path.basename(p) for p in chain), os.path.basename(real)])
+            raise ConfigError(f"config file {path!r}: its _BASE_ chain loops ({loop}).")
+        chain.append(real)
+        try:
+            with open(path) as f:
+                data = yaml.safe_load(f)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f", line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file {path!r}{where}: not valid YAML ({problem}).") from None
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"config file {path!r}: holds a {type(data).__name__}, not KEY: VALUE pairs."
+            )
+        base = data.get("_BASE_")
+        if base is None:
+            return
+        if not isinstance(base, str):
+            raise ConfigError(f"config file {path!r}: _BASE_ must be one file path, got {base!r}.")
+        target = _base_path(path, base)
+        if target.startswith(("https://", "http://")):
+            return  # detectron2 fetches it; its errors are its own
+        if not os.path.isfile(target):
+            raise ConfigError(
+                f"config file {path!r}: its _BASE_ {base!r} does not exist (looked for "
+                f"{target!r}; a relative _BASE_ is relative to the file)."
+            )
+        path = target
 
 
 def _check_choice(value, choices, key):
