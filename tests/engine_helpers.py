@@ -10,6 +10,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -71,15 +72,27 @@ def subprocess_env():
     return env
 
 
-def start_train_net(argv, log_file):
-    """tools/train_net.py in a child process (its output to `log_file`)."""
+def start_train_net(argv, log_file, **popen_kwargs):
+    """tools/train_net.py in a child process (its output to `log_file`; `popen_kwargs` go to
+    subprocess.Popen)."""
     return subprocess.Popen(
         [sys.executable, str(TOOLS / "train_net.py"), *map(str, argv)],
         cwd=str(REPO_ROOT),
         env=subprocess_env(),
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        **popen_kwargs,
     )
+
+
+def wait_for_checkpoint(process, out, log_path, timeout):
+    """Wait until the run of `process` has written `out`/last_checkpoint; fail with the end of
+    its log if it ends first, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (Path(out) / "last_checkpoint").exists():
+        assert process.poll() is None, Path(log_path).read_text()[-3000:]
+        assert time.monotonic() < deadline, f"no checkpoint within {timeout} s"
+        time.sleep(0.02)
 
 
 def final_alphas(out, name="checkpoint_final.pth"):

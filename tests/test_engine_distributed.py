@@ -6,21 +6,19 @@ too, without a traceback)."""
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 from engine_helpers import (
-    REPO_ROOT,
     assert_same_alphas,
     cli_dumping_alphas,
     final_alphas,
     search_argv,
-    subprocess_env,
+    start_train_net,
     train_net,
+    wait_for_checkpoint,
 )
 from PIL import Image
 
@@ -133,20 +131,11 @@ def test_killing_the_launcher_ends_its_workers_and_resume_works(tmp_path):
     with open(tmp_path / "launcher.log", "w") as log:
         # as a background job of a script starts it: SIGINT ignored (inherited by the
         # workers), so torch's own parent-death SIGINT cannot end them
-        launcher = subprocess.Popen(
-            [sys.executable, str(REPO_ROOT / "tools" / "train_net.py"), *map(str, argv)],
-            cwd=str(REPO_ROOT),
-            env=subprocess_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        launcher = start_train_net(
+            argv, log, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)
         )
         try:
-            deadline = time.monotonic() + 180
-            while not (out / "last_checkpoint").exists():
-                assert launcher.poll() is None, (tmp_path / "launcher.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "no checkpoint within 3 minutes"
-                time.sleep(0.2)
+            wait_for_checkpoint(launcher, out, tmp_path / "launcher.log", timeout=180)
             workers = _children(launcher.pid)
             assert len(workers) >= WORLD
             launcher.send_signal(signal.SIGKILL)

@@ -7,7 +7,6 @@ import math
 import os
 import signal
 import stat
-import time
 
 import pytest
 import torch
@@ -19,6 +18,7 @@ from engine_helpers import (
     search_argv,
     start_train_net,
     train_net,
+    wait_for_checkpoint,
 )
 from PIL import Image
 
@@ -176,11 +176,7 @@ def test_resume_after_sigkill_is_exact(run, tmp_path, sampling):
     with open(tmp_path / "child.log", "w") as log:
         child = start_train_net(search_argv(out, *extra), log)
         try:
-            deadline = time.monotonic() + 120
-            while not (out / "last_checkpoint").exists():
-                assert child.poll() is None, (tmp_path / "child.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "no checkpoint after 120 s"
-                time.sleep(0.02)
+            wait_for_checkpoint(child, out, tmp_path / "child.log", timeout=120)
             running = child.poll() is None
             child.send_signal(signal.SIGKILL)
         finally:
