@@ -15,7 +15,7 @@ from mobile_cv_nas.search import Supernet, derive_model
 from mobile_cv_nas.search.budget import cost_of
 from mobile_cv_nas.search.cost_bounds import argmax_cost, cost_range, expected_cost
 from mobile_cv_nas.search.cost_loss import CostLoss, landing_report, search_landing
-from mobile_cv_nas.search.cost_only import cost_only_search
+from mobile_cv_nas.search.cost_only import cost_only_search, spread_targets
 from mobile_cv_nas.search.space import as_search_space
 from mobile_cv_nas.search.testing import randomize_supernet
 
@@ -157,11 +157,6 @@ def test_search_cost_of_the_other_forms_is_the_sampled_effective_cost():
     for form in ("multiplicative", "additive"):
         cost = CostLoss(form, 1e6).search_cost(net, "flops")
         assert torch.equal(cost, net.effective_cost().flops)
-
-
-def spread_targets(low, high, count=5):
-    """`count` targets spread geometrically over (low, high), ends excluded."""
-    return [low * (high / low) ** ((i + 0.5) / count) for i in range(count)]
 
 
 @functools.lru_cache(maxsize=1)

@@ -32,14 +32,9 @@ except ImportError:  # run from a checkout without installing the package
 from mobile_cv_nas.io import atomic_write  # noqa: E402
 from mobile_cv_nas.search import Supernet  # noqa: E402
 from mobile_cv_nas.search.cost_bounds import cost_range  # noqa: E402
-from mobile_cv_nas.search.cost_only import cost_only_search  # noqa: E402
+from mobile_cv_nas.search.cost_only import cost_only_search, spread_targets  # noqa: E402
 
 logger = logging.getLogger("benchmark_cost_landing")
-
-
-def spread_targets(low, high, count):
-    """`count` targets spread geometrically over (low, high), ends excluded."""
-    return [low * (high / low) ** ((i + 0.5) / count) for i in range(count)]
 
 
 def parse_args(argv):

@@ -6,6 +6,7 @@ create_ddp_model on CPU or GPU."""
 import logging
 import math
 import os
+import statistics
 
 import torch
 from detectron2.engine import TrainerBase, hooks
@@ -82,11 +83,7 @@ def iteration_seconds(trainer, split_at=None):
     timed = storage.history("time").values()  # [(seconds, iteration)]
 
     def median(values):
-        values = sorted(values)
-        if not values:
-            return None
-        mid = len(values) // 2
-        return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+        return statistics.median(values) if values else None
 
     out = {"median_s": median([s for s, _ in timed]), "count": len(timed)}
     if split_at is not None:

@@ -39,6 +39,12 @@ class CostOnlyResult:
         return getattr(self, which) / self.target - 1
 
 
+def spread_targets(low: float, high: float, count: int = 5) -> list[float]:
+    """`count` targets spread geometrically over (low, high), ends excluded: the grid the
+    tests and tools/benchmark_cost_landing.py land on."""
+    return [low * (high / low) ** ((i + 0.5) / count) for i in range(count)]
+
+
 def cost_only_search(
     supernet,
     metric: str,
