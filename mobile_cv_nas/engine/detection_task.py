@@ -281,8 +281,6 @@ def run_detection(cfg, args):
         setup_run(cfg, args)
         if report is not None:
             logger.info(report.summary())
-        if not cfg.MODEL.WEIGHTS:
-            logger.warning("MODEL.WEIGHTS is empty: evaluating a randomly initialised model.")
         results = DetectionTrainer.evaluate(cfg, model)
         metrics = {"task": "eval", "weights": cfg.MODEL.WEIGHTS, "results": _flat(results)}
         if comm.is_main_process():

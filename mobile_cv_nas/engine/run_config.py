@@ -2,8 +2,10 @@
 overrides, the checks of the user's input that need no data (keys, values, the schedule) and
 the output-folder guard. Every check runs before anything is written."""
 
+import ast
 import difflib
 import os
+import re
 
 import torch
 import yaml
@@ -12,6 +14,7 @@ from detectron2.engine import default_argument_parser
 
 from ..config import add_mobile_cv_nas_config
 from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
+from .config_rules import check_values, walk
 from .detection_task import add_detection_config, check_detection_config
 from .errors import ConfigError, OutputDirError
 
@@ -36,6 +39,40 @@ def _key_error(cfg, error, where):
     close = difflib.get_close_matches(key, list(_all_keys(cfg)), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return ConfigError(f"{where}: {message}.{hint}")
+
+
+_TYPE_MISMATCH = re.compile(
+    r"Type mismatch \(<class '(\w+)'> vs\. <class '(\w+)'>\) with values \((.*) vs\. (.*)\) "
+    r"for config key: (\S+)"
+)
+
+
+def _value_error(error, where):
+    """yacs' type mismatch in words: the key, the value given and the type the key takes."""
+    found = _TYPE_MISMATCH.search(str(error))
+    if not found:
+        return ConfigError(f"{where}: {error}")
+    wanted, given, default, value, key = found.groups()
+    hint = f" (write {value}.0)" if (wanted, given) == ("float", "int") else ""
+    return ConfigError(
+        f"{where}: {key} = {value} is a {given}, but {key} takes a {wanted} (its default is "
+        f"{default}){hint}."
+    )
+
+
+def _floats_for_float_keys(cfg, opts):
+    """KEY VALUE overrides with a whole number given to a float key (`SOLVER.BASE_LR 1`) made
+    a float: yacs refuses the int, though 1 is as good a learning rate as 1.0."""
+    opts = list(opts)
+    for i in range(0, len(opts) - 1, 2):
+        try:
+            default = _get(cfg, str(opts[i]))
+            value = ast.literal_eval(str(opts[i + 1]))
+        except (KeyError, AttributeError, ValueError, SyntaxError, TypeError):
+            continue
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            opts[i + 1] = repr(float(value))
+    return opts
 
 
 def parse_args(argv=None):
@@ -63,7 +100,7 @@ def setup_cfg(args):
         except KeyError as e:
             raise _key_error(cfg, e, f"config file {args.config_file!r}") from None
         except (ValueError, AssertionError) as e:
-            raise ConfigError(f"config file {args.config_file!r}: {e}") from None
+            raise _value_error(e, f"config file {args.config_file!r}") from None
     flags = [o for o in args.opts if str(o).startswith("--")]
     if flags:
         raise ConfigError(
@@ -71,7 +108,7 @@ def setup_cfg(args):
             f"put flags first (tools/train_net.py {flags[0]} --config-file FILE KEY VALUE ...)."
         )
     try:
-        cfg.merge_from_list(args.opts)
+        cfg.merge_from_list(_floats_for_float_keys(cfg, args.opts))
     except KeyError as e:
         raise _key_error(cfg, e, "command line") from None
     except AssertionError as e:  # yacs asserts that an overridden key exists
@@ -79,17 +116,24 @@ def setup_cfg(args):
             raise _key_error(cfg, e, "command line") from None
         raise ConfigError(f"command line overrides {args.opts}: {e}") from None
     except ValueError as e:
-        raise ConfigError(f"command line overrides {args.opts}: {e}") from None
+        raise _value_error(e, "command line") from None
     if args.eval_only and cfg.TASK != "detection":  # detection: run_detection reads the flag
         cfg.TASK = "eval"
+    if args.eval_only and not cfg.MODEL.WEIGHTS.strip():
+        zoo = " (a file path, a URL, or zoo for a zoo model's published weights)"
+        raise ConfigError(
+            f"--eval-only evaluates MODEL.WEIGHTS, which is empty: give the weights to "
+            f"evaluate{'' if cfg.TASK == 'detection' else zoo}, e.g. MODEL.WEIGHTS "
+            f"output/run/model_final.pth."
+        )
     check_config(cfg)
     if cfg.TASK in ("search", "train"):
         check_schedule(cfg)
     if cfg.TASK == "detection":
         check_detection_config(cfg, train=not args.eval_only)
     check_processes(cfg, args)
-    if cfg.SEED < 0:  # resolved once here, so every process (and config.yaml) has the same
-        cfg.SEED = int.from_bytes(os.urandom(4), "little") >> 1
+    if cfg.SEED < 0 and not args.resume:  # a resumed run keeps its own (check_output_dir)
+        _draw_seed(cfg)
     cfg.freeze()
     return cfg
 
@@ -168,6 +212,8 @@ def _check_choice(value, choices, key):
 
 
 def check_config(cfg):
+    """Every key's value (engine/config_rules.py), then the names and combinations."""
+    check_values(cfg)
     _check_choice(cfg.TASK, TASKS, "TASK")
     _check_choice(cfg.NAS.COST.LOSS, COST_LOSSES, "NAS.COST.LOSS")
     _check_choice(cfg.NAS.SAMPLING, SAMPLINGS, "NAS.SAMPLING")
@@ -180,10 +226,11 @@ def check_config(cfg):
     _check_choice(cfg.DATA.AUGMENT, AUGMENTS, "DATA.AUGMENT")
     if cfg.NAS.COST.METRIC:
         _check_choice(cfg.NAS.COST.METRIC, ("flops", "params"), "NAS.COST.METRIC")
-    if not 0 < cfg.NAS.WEIGHT_FRACTION < 1:
-        raise ConfigError(f"NAS.WEIGHT_FRACTION = {cfg.NAS.WEIGHT_FRACTION}: must be in (0, 1).")
-    if cfg.SOLVER.IMS_PER_BATCH <= 0:
-        raise ConfigError("SOLVER.IMS_PER_BATCH must be > 0.")
+    if cfg.NAS.TAU.MIN > cfg.NAS.TAU.START:
+        raise ConfigError(
+            f"NAS.TAU.MIN = {cfg.NAS.TAU.MIN} is above NAS.TAU.START = {cfg.NAS.TAU.START}: the "
+            f"temperature anneals from START down to MIN; lower MIN or raise START."
+        )
     if len(cfg.DATA.MEAN) != len(cfg.DATA.STD):
         raise ConfigError("DATA.MEAN and DATA.STD must have the same length (or both be empty).")
     device = torch.device(cfg.MODEL.DEVICE)
@@ -219,9 +266,74 @@ def check_output_path(out):
         )
 
 
+#: Keys --resume may change: they do not change what the weights see (when things are
+#: logged, evaluated and saved; where the files and the data loading run). Documented in the
+#: README ("Resuming a run"). Every other difference from the run's config.yaml is refused.
+SAFE_RESUME_CHANGES = (
+    "OUTPUT_DIR",  # the same folder, moved or named by another path
+    "MODEL.DEVICE",
+    "MODEL.WEIGHTS",  # not read on resume: the run's own checkpoint is loaded
+    "DATALOADER.NUM_WORKERS",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "TEST.EVAL_PERIOD",
+    "NAS.LOG_PERIOD",
+    "VIS_PERIOD",
+    "CUDNN_BENCHMARK",
+)
+
+
+def _draw_seed(cfg):
+    """SEED -1: one random seed, drawn here so every process (and config.yaml) has it."""
+    cfg.SEED = int.from_bytes(os.urandom(4), "little") >> 1
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def resume_differences(cfg, saved):
+    """The keys whose value in `cfg` is not the saved run's, other than the safe changes:
+    [(key, saved value, new value)]. A growing SOLVER.MAX_ITER under WarmupMultiStepLR is the
+    same run trained longer (its learning rate so far does not depend on the length); SEED -1
+    means the saved run's seed."""
+    mine, theirs = dict(walk(cfg)), dict(walk(saved))
+    differ = []
+    for key in sorted(mine.keys() | theirs.keys()):
+        a, b = _plain(theirs.get(key, "<not set>")), _plain(mine.get(key, "<not set>"))
+        if a == b or key in SAFE_RESUME_CHANGES or (key == "SEED" and b == -1):
+            continue
+        if key == "SOLVER.MAX_ITER" and _longer_multistep(cfg, saved):
+            continue
+        differ.append((key, a, b))
+    return differ
+
+
+def _longer_multistep(cfg, saved):
+    return (
+        cfg.SOLVER.MAX_ITER > saved.SOLVER.MAX_ITER
+        and cfg.SOLVER.LR_SCHEDULER_NAME == saved.SOLVER.LR_SCHEDULER_NAME == "WarmupMultiStepLR"
+        and cfg.SOLVER.EPOCHS == 0
+    )
+
+
 def check_output_dir(cfg, resume, args=None):
-    """A new run needs a folder without another run in it; --resume continues the run there,
-    if it is a run of the same task (and search space)."""
+    """A new run needs a folder without another run in it; --resume continues the run there
+    with the same config (but for SAFE_RESUME_CHANGES). Resolves SEED -1: the resumed run's
+    seed, else a new random one."""
+    try:
+        _check_output_dir(cfg, resume, args)
+    finally:
+        if cfg.SEED < 0:
+            cfg.defrost()
+            _draw_seed(cfg)
+            cfg.freeze()
+
+
+def _check_output_dir(cfg, resume, args):
     out = cfg.OUTPUT_DIR
     check_output_path(out)
     eval_only = cfg.TASK == "eval" or (cfg.TASK == "detection" and getattr(args, "eval_only", 0))
@@ -237,18 +349,41 @@ def check_output_dir(cfg, resume, args=None):
             f"continue that run, or set OUTPUT_DIR to a new folder (or delete this one)."
         )
     saved_path = os.path.join(out, "config.yaml")
-    if os.path.exists(saved_path):
-        saved = new_config()
-        saved.set_new_allowed(True)
+    if not os.path.exists(saved_path):
+        return
+    saved = new_config()
+    saved.set_new_allowed(True)
+    try:
         saved.merge_from_file(saved_path)
-        same = ("DATASETS.TRAIN",) if cfg.TASK == "detection" else ("NAS.SPACE", "DATA.TRAIN")
-        for key in ("TASK", *same):
-            mine, theirs = _get(cfg, key), _get(saved, key)
-            if mine != theirs:
-                raise OutputDirError(
-                    f"--resume: OUTPUT_DIR {out!r} holds a run with {key} = {theirs!r}, not "
-                    f"{mine!r}. Resume it with its own config, or use a new OUTPUT_DIR."
-                )
+    except Exception as e:  # noqa: BLE001 - any unreadable config.yaml is the same answer
+        raise OutputDirError(
+            f"--resume: the run's config {saved_path!r} does not load ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); was it edited? Restore it, or "
+            f"start a new run in a new OUTPUT_DIR."
+        ) from None
+    same = ("DATASETS.TRAIN",) if cfg.TASK == "detection" else ("NAS.SPACE", "DATA.TRAIN")
+    for key in ("TASK", *same):  # another run altogether: said as such
+        mine, theirs = _get(cfg, key), _get(saved, key)
+        if mine != theirs:
+            raise OutputDirError(
+                f"--resume: OUTPUT_DIR {out!r} holds a run with {key} = {theirs!r}, not "
+                f"{mine!r}. Resume it with its own config, or use a new OUTPUT_DIR."
+            )
+    differ = resume_differences(cfg, saved)
+    if differ:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in differ[:6])
+        more = f" (and {len(differ) - 6} more)" if len(differ) > 6 else ""
+        raise OutputDirError(
+            f"--resume continues the run in {out!r} with its own config, but "
+            f"{len(differ)} key(s) differ from its config.yaml: {shown}{more}. Drop these "
+            f"changes to resume, or start a new run in a new OUTPUT_DIR (MODEL.WEIGHTS can "
+            f"start it from this run's weights). Safe to change on resume: "
+            f"{', '.join(SAFE_RESUME_CHANGES)}."
+        )
+    if cfg.SEED < 0:
+        cfg.defrost()
+        cfg.SEED = saved.SEED
+        cfg.freeze()
 
 
 def _get(cfg, dotted):

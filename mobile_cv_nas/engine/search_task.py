@@ -67,6 +67,13 @@ def run_search(cfg, args):
     cost_loss = CostLoss.from_config(cfg.NAS.COST, target)
     data = SearchData(cfg, datasets, supernet.max_resolution, rank, world)
     schedule_per_epoch, max_iter = iterations(cfg, data.iters_per_epoch)
+    if cfg.NAS.ALPHA_START_EPOCH * schedule_per_epoch >= max_iter:
+        raise ConfigError(
+            f"NAS.ALPHA_START_EPOCH = {cfg.NAS.ALPHA_START_EPOCH} epochs of "
+            f"{schedule_per_epoch} iterations is not before the end of the run ({max_iter} "
+            f"iterations): the architecture would never be searched. Start the alphas earlier "
+            f"or train longer."
+        )
     trainer = SearchTrainer(cfg, supernet, data, cost_loss, metric, with_max_iter(cfg, max_iter))
     # a checkpoint that does not load fails here, before the run writes anything
     start_iter = trainer.resume_or_load(args.resume)

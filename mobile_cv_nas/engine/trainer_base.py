@@ -15,6 +15,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
 from .checkpointer import AtomicCheckpointer
+from .errors import ConfigError
 from .hooks import CheckpointHook
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,12 @@ def iterations(cfg, iters_per_epoch):
     SOLVER.MAX_ITER set beside it, see run_config.check_schedule)."""
     per_epoch = cfg.SOLVER.EPOCH_ITERS or iters_per_epoch
     total = cfg.SOLVER.EPOCHS * per_epoch if cfg.SOLVER.EPOCHS > 0 else cfg.SOLVER.MAX_ITER
-    if total <= 0:
-        raise ValueError("Set SOLVER.EPOCHS (or SOLVER.MAX_ITER) to a positive number.")
+    if total <= 0:  # EPOCHS > 0 with an epoch of 0 iterations: less data than one batch
+        raise ConfigError(
+            f"The run would train {total} iterations (SOLVER.EPOCHS {cfg.SOLVER.EPOCHS} x "
+            f"{per_epoch} iterations per epoch): use more data, a smaller SOLVER.IMS_PER_BATCH "
+            f"or SOLVER.EPOCH_ITERS > 0."
+        )
     return per_epoch, total
 
 
