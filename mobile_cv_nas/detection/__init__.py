@@ -57,6 +57,13 @@ from .classification_loading import (
     convert_classification_state_dict,
     load_classification_weights,
 )
+from .coco_check import (
+    IMAGE_CHECKS,
+    CheckedCocoJson,
+    DetectionDataError,
+    check_coco_json,
+    check_image_files,
+)
 from .config import (
     DetectionConfigError,
     add_fbnetv2_config,
@@ -73,6 +80,11 @@ __all__ = [
     "add_fbnetv2_config",
     "check_registered_names",
     "DetectionConfigError",
+    "DetectionDataError",
+    "IMAGE_CHECKS",
+    "CheckedCocoJson",
+    "check_coco_json",
+    "check_image_files",
     "FBNetV2Backbone",
     "FBNetV2FPN",
     "build_fbnetv2_c4_backbone",

@@ -10,7 +10,10 @@ What this adds to detectron2's DefaultTrainer:
   the user's COCO-format json files registered from the config:
   `DATASETS.COCO_JSON: [[name, json_file, image_root], ...]` (detectron2's
   `register_coco_instances`; relative paths are taken from the working directory). An unknown
-  name or a missing file is an error before anything runs;
+  name or a missing file is an error before anything runs, and so is a bad entry of a
+  DATASETS.COCO_JSON json used in DATASETS.TRAIN / TEST, a missing or unreadable image, an
+  image of another size than its json entry, or NUM_CLASSES other than the datasets'
+  number of categories (check_coco_datasets; mobile_cv_nas.detection.coco_check);
 * MODEL.WEIGHTS is loaded with FBNetV2DetectionCheckpointer: a detection checkpoint, or an
   ImageNet classification checkpoint (`fbnet_zoo://FBNetV2_F4`, a path or URL) converted onto
   the backbone (a checkpoint of another arch is refused with the key report);
@@ -45,9 +48,12 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from ..detection import (
+    IMAGE_CHECKS,
     ZOO_PREFIX,
     FBNetV2DetectionCheckpointer,
     add_fbnetv2_config,
+    check_coco_json,
+    check_image_files,
     check_registered_names,
     zoo_weights_file,
 )
@@ -69,6 +75,11 @@ def add_detection_config(cfg):
     if "COCO_JSON" not in cfg.DATASETS:
         # [[name, json_file, image_root], ...]: COCO-format datasets to register by name
         cfg.DATASETS.COCO_JSON = []
+    if "COCO_JSON_IMAGE_CHECK" not in cfg.DATASETS:
+        # how the images of a DATASETS.COCO_JSON dataset are checked before a run: "decode"
+        # (every image read whole: a truncated file is found) or "header" (its size only,
+        # faster for large datasets)
+        cfg.DATASETS.COCO_JSON_IMAGE_CHECK = "decode"
     return cfg
 
 
@@ -134,17 +145,102 @@ def check_datasets(cfg, train=True):
             )
 
 
+#: The key of the number of classes, per meta-architecture (others predict no classes).
+NUM_CLASSES_KEYS = {
+    "GeneralizedRCNN": "MODEL.ROI_HEADS.NUM_CLASSES",
+    "PanopticFPN": "MODEL.ROI_HEADS.NUM_CLASSES",
+    "RetinaNet": "MODEL.RETINANET.NUM_CLASSES",
+}
+
+
+def check_coco_datasets(cfg, train=True):
+    """The data of a run, before it starts: every DATASETS.COCO_JSON json used in
+    DATASETS.TRAIN (when `train`) or DATASETS.TEST is checked entry by entry (coco_check), its
+    categories are the same as every other used dataset's (detectron2's builtin ones by their
+    metadata) and as many as the model's NUM_CLASSES, then its image files are checked
+    (DATASETS.COCO_JSON_IMAGE_CHECK). Builtin names: their class count only (their json is
+    not read: COCO train2017's takes longer to read than a short run)."""
+    names = list(dict.fromkeys([*(cfg.DATASETS.TRAIN if train else ()), *cfg.DATASETS.TEST]))
+    files = {str(entry[0]): entry for entry in cfg.DATASETS.COCO_JSON}
+    checked, classes = [], {}
+    for name in names:
+        if name not in files:
+            classes[name] = MetadataCatalog.get(name).get("thing_classes")
+            continue
+        _, json_file, image_root = (str(x) for x in files[name])
+        one = check_coco_json(
+            json_file,
+            image_root,
+            train=train and name in cfg.DATASETS.TRAIN,
+            evaluate=name in cfg.DATASETS.TEST,
+            need_masks=cfg.MODEL.MASK_ON,
+            mask_format=cfg.INPUT.MASK_FORMAT,
+            where=f"DATASETS.COCO_JSON {name!r} ({json_file})",
+        )
+        for line in one.warnings:
+            logger.warning(line)
+        checked.append(one)
+        classes[name] = one.classes
+    _check_classes(cfg, {name: c for name, c in classes.items() if c is not None})
+    for one in checked:
+        check_image_files(one, decode=cfg.DATASETS.COCO_JSON_IMAGE_CHECK == "decode")
+
+
+def _check_classes(cfg, classes):
+    """Every used dataset has the same categories (model class i is the i-th category by id
+    in each), and NUM_CLASSES of them."""
+    if not classes:
+        return
+    (first, first_classes), *others = classes.items()
+    for name, names in others:
+        if names == first_classes:
+            continue
+        only_first = _listed([c for c in first_classes if c not in names])
+        only_other = _listed([c for c in names if c not in first_classes])
+        what = f"{only_first} only in {first!r}, {only_other} only in {name!r}"
+        if set(names) == set(first_classes):
+            what = f"the same names in another id order ({_listed(names)} in {name!r})"
+        raise DetectionDataError(
+            f"Datasets {first!r} and {name!r} have other categories: {what}. The model's class i "
+            f"is the i-th category by id in each json: give them the same categories, same ids."
+        )
+    key = NUM_CLASSES_KEYS.get(cfg.MODEL.META_ARCHITECTURE)
+    if key is None:
+        return
+    value = cfg.MODEL[key.split(".")[1]].NUM_CLASSES
+    if value != len(first_classes):
+        count = len(first_classes)
+        raise DetectionDataError(
+            f"{key} = {value}, but dataset {first!r} has {count} categories "
+            f"{_listed(first_classes)}: set {key} {count} (detectron2 maps the category ids, "
+            f"in order, to the classes 0..{count - 1})."
+        )
+
+
+def _listed(names, limit=5):
+    shown = ", ".join(map(repr, names[:limit])) + (", ..." if len(names) > limit else "")
+    return f"[{shown}]"
+
+
 def check_detection_config(cfg, train=True):
-    """The checks of a detection config that need no model: registry names, datasets, the
-    weights file. Runs before anything is written (and in the launching process)."""
+    """The checks of a detection config that need no model: registry names, datasets and
+    their files, the weights file. Runs before anything is written, in the launching process
+    (its workers only register the datasets)."""
     check_registered_names(cfg)
     if train:
         check_detection_schedule(cfg)
+    image_check = cfg.DATASETS.COCO_JSON_IMAGE_CHECK
+    if image_check not in IMAGE_CHECKS:
+        raise ConfigError(
+            f"DATASETS.COCO_JSON_IMAGE_CHECK = {image_check!r}: use one of "
+            f"{', '.join(IMAGE_CHECKS)}."
+        )
     register_coco_json(cfg)
     check_datasets(cfg, train=train)
     weights = cfg.MODEL.WEIGHTS
     if weights and "://" not in weights and not os.path.isfile(weights):
         raise ConfigError(f"MODEL.WEIGHTS {weights!r}: no such file.")
+    check_coco_datasets(cfg, train=train)  # after the quick checks: it reads every image
     if weights.startswith(ZOO_PREFIX):
         zoo_weights_file(weights[len(ZOO_PREFIX) :].strip("/"))
 
@@ -273,8 +369,9 @@ def _flat(results):
 
 
 def run_detection(cfg, args):
-    """Train (then evaluate on DATASETS.TEST) or, with --eval-only, evaluate MODEL.WEIGHTS."""
-    check_detection_config(cfg, train=not args.eval_only)
+    """Train (then evaluate on DATASETS.TEST) or, with --eval-only, evaluate MODEL.WEIGHTS.
+    The config and its data were checked by setup_cfg; each process registers the datasets."""
+    register_coco_json(cfg)
     seed_detection(cfg)
     if args.eval_only:
         model, report = _build_checked_model(cfg)

@@ -4,7 +4,7 @@ folder): tools/train_net.py prints their one-line message and exits with status 
 from ..arch import ArchDefError, CheckpointError
 from ..config import ArchConfigError
 from ..data import DatasetError
-from ..detection import DetectionConfigError
+from ..detection import DetectionConfigError, DetectionDataError
 from ..model_zoo import CatalogError, UnknownModelError
 from ..search import SearchAdapterError, SearchSpaceError
 
@@ -15,10 +15,6 @@ class ConfigError(ValueError):
 
 class OutputDirError(ValueError):
     """OUTPUT_DIR holds another run."""
-
-
-class DetectionDataError(ValueError):
-    """A detection dataset that is not registered, or whose files are missing."""
 
 
 USER_ERRORS = (
