@@ -389,7 +389,7 @@ def test_mask_model_needs_segmentations(tmp_path):
 def test_image_check_value(tmp_path):
     datasets = [_dataset(tmp_path, BASE, "tiny_train")]
     line = _run_error(tmp_path, FPN, datasets, "DATASETS.COCO_JSON_IMAGE_CHECK", "all", test="")
-    assert "DATASETS.COCO_JSON_IMAGE_CHECK = 'all': use one of decode, header" in line
+    assert "DATASETS.COCO_JSON_IMAGE_CHECK = 'all': must be one of 'decode', 'header'" in line
 
 
 def test_bad_image_exits_2_and_writes_nothing(tmp_path):

@@ -18,6 +18,7 @@ import functools
 import math
 import numbers
 
+from ..detection import IMAGE_CHECKS
 from .errors import ConfigError
 
 # ------------------------------------------------------------------------------ rules
@@ -185,6 +186,7 @@ RULES = {
     "MODEL.MOBILE_CV_NAS.HEAD_NORM": text,  # detection/config checks the names
     "MODEL.MOBILE_CV_NAS.BOX_HEAD_BLOCKS": list_of(any_value, min_length=1),  # arch schema
     "DATASETS.COCO_JSON": list_of(list_of(non_empty_text, length=3)),
+    "DATASETS.COCO_JSON_IMAGE_CHECK": choice(*IMAGE_CHECKS),
     "SOLVER.EPOCHS": non_negative_int,  # 0: SOLVER.MAX_ITER sets the length
     "SOLVER.EPOCH_ITERS": non_negative_int,  # 0: one pass over the data
     "SOLVER.LABEL_SMOOTHING": number_in(0, 1, high_open=True),

@@ -48,7 +48,6 @@ from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
 from ..detection import (
-    IMAGE_CHECKS,
     ZOO_PREFIX,
     FBNetV2DetectionCheckpointer,
     add_fbnetv2_config,
@@ -229,12 +228,6 @@ def check_detection_config(cfg, train=True):
     check_registered_names(cfg)
     if train:
         check_detection_schedule(cfg)
-    image_check = cfg.DATASETS.COCO_JSON_IMAGE_CHECK
-    if image_check not in IMAGE_CHECKS:
-        raise ConfigError(
-            f"DATASETS.COCO_JSON_IMAGE_CHECK = {image_check!r}: use one of "
-            f"{', '.join(IMAGE_CHECKS)}."
-        )
     register_coco_json(cfg)
     check_datasets(cfg, train=train)
     weights = cfg.MODEL.WEIGHTS
