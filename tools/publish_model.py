@@ -22,7 +22,13 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from pathlib import Path
+
+# fvcore.nn (imported with the model code) scripts a loss with torch.jit.script at import
+warnings.filterwarnings(
+    "ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 try:
@@ -33,6 +39,7 @@ except ImportError:  # run from a checkout without installing the package
 import yaml  # noqa: E402
 
 from mobile_cv_nas.arch import ArchDefError, CheckpointError, load_arch_def  # noqa: E402
+from mobile_cv_nas.cli_errors import one_line_usage_errors  # noqa: E402
 from mobile_cv_nas.model_zoo import CATALOGS_ENV, CatalogError  # noqa: E402
 from mobile_cv_nas.publish import PublishError, publish_model  # noqa: E402
 
@@ -85,8 +92,10 @@ def read_metrics(file):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        description="Publish a trained model into a user model-zoo catalog directory."
+    parser = one_line_usage_errors(
+        argparse.ArgumentParser(
+            description="Publish a trained model into a user model-zoo catalog directory."
+        )
     )
     parser.add_argument("--name", required=True, help="the model's zoo name")
     parser.add_argument("--catalog", required=True, help="the user catalog directory")

@@ -12,6 +12,7 @@ import yaml
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_argument_parser
 
+from ..cli_errors import one_line_usage_errors
 from ..config import add_mobile_cv_nas_config
 from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
 from .config_rules import check_values, walk
@@ -78,7 +79,7 @@ def _floats_for_float_keys(cfg, opts):
 def parse_args(argv=None):
     """detectron2's command line (--config-file, --resume, --eval-only, --num-gpus, ...,
     trailing KEY VALUE overrides)."""
-    return default_argument_parser().parse_args(argv)
+    return one_line_usage_errors(default_argument_parser()).parse_args(argv)
 
 
 def new_config():
