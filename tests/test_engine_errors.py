@@ -248,7 +248,9 @@ def test_non_finite_loss_stops_at_the_last_good_checkpoint(tmp_path, monkeypatch
     assert status == 1
     line = one_line_error(err)
     assert "Non-finite weight-step loss" in line and "iteration 4" in line
-    assert str(out / "checkpoint_0000002.pth") in line and "--resume" in line
+    assert str(out / "checkpoint_0000002.pth") in line and "new OUTPUT_DIR" in line
+    # detectron2's "Exception during training:" traceback is not logged for it either
+    assert "Traceback" not in (out / "log.txt").read_text()
     assert (out / "last_checkpoint").read_text().strip() == "checkpoint_0000002.pth"
     assert not (out / "checkpoint_final.pth").exists()
     data = torch.load(out / "checkpoint_0000002.pth", map_location="cpu", weights_only=True)

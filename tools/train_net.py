@@ -17,6 +17,7 @@ detectron2's flags work as usual: --resume continues OUTPUT_DIR's last checkpoin
 N runs N processes (on CPU too, with gloo), and trailing KEY VALUE pairs override the config.
 """
 
+import logging
 import sys
 import warnings
 
@@ -26,6 +27,10 @@ warnings.filterwarnings("ignore", message="pkg_resources is deprecated", categor
 warnings.filterwarnings(
     "ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning
 )
+
+# detectron2's environment report imports torch's cpp_extension, which warns on stderr on a
+# machine without CUDA that has a CUDA_HOME; the report itself goes to log.txt
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 from mobile_cv_nas.engine import check_output_dir, launch, main, parse_args, setup_cfg  # noqa: E402
 from mobile_cv_nas.engine.errors import USER_ERRORS  # noqa: E402
@@ -55,8 +60,8 @@ def cli(argv=None):
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except FloatingPointError as e:  # a non-finite loss (detectron2's message has 2 lines)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except WorkerExit as e:  # a process of several printed its error and ended with e.status
         return e.status

@@ -59,7 +59,12 @@ from ..detection import (
 from ..io import write_json
 from .errors import ConfigError, DetectionDataError
 from .run_setup import setup_run
-from .trainer_base import DeferredWriter, run_writers, wrap_ddp
+from .trainer_base import (
+    DeferredWriter,
+    quiet_non_finite_loss_tracebacks,
+    run_writers,
+    wrap_ddp,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +282,7 @@ class DetectionTrainer(DefaultTrainer):
         # loaded and checked), passes DDP a GPU's device_ids (torch refuses them for a CPU
         # module) and makes the writers' files at once: its pieces, composed here
         TrainerBase.__init__(self)
+        quiet_non_finite_loss_tracebacks()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = model if model is not None else self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)

@@ -126,12 +126,30 @@ class NonFiniteLossError(FloatingPointError):
     """A loss that is NaN or infinite: the run stops, keeping its last good checkpoint."""
 
 
+class _NoTracebackForNonFiniteLoss(logging.Filter):
+    """detectron2's training loop logs "Exception during training:" with the traceback of
+    whatever stopped it. A non-finite loss (ours, or detectron2's own FloatingPointError) is
+    not a bug: its one-line message, printed by tools/train_net.py, is the whole story."""
+
+    def filter(self, record):
+        error = record.exc_info[1] if record.exc_info else None
+        return not isinstance(error, FloatingPointError)
+
+
+def quiet_non_finite_loss_tracebacks():
+    """Install the filter on detectron2's training-loop logger (once)."""
+    loop_logger = logging.getLogger("detectron2.engine.train_loop")
+    if not any(isinstance(f, _NoTracebackForNonFiniteLoss) for f in loop_logger.filters):
+        loop_logger.addFilter(_NoTracebackForNonFiniteLoss())
+
+
 class ProjectTrainer(TrainerBase):
     """TrainerBase + the project's checkpointing and writers. Subclasses set `model`
     (unwrapped, what the checkpoint holds), `checkpointables` and implement `run_step`."""
 
     def __init__(self, cfg, model, max_iter, checkpointables):
         super().__init__()
+        quiet_non_finite_loss_tracebacks()
         self.cfg = cfg
         self.max_iter = max_iter
         self.checkpointer = AtomicCheckpointer(
@@ -176,9 +194,9 @@ class ProjectTrainer(TrainerBase):
         if not math.isfinite(value):
             raise NonFiniteLossError(
                 f"Non-finite {what} ({value}) at iteration {self.iter}: the run stopped. "
-                f"The last good checkpoint is {self.last_checkpoint()}. Lower the learning "
-                f"rate (SOLVER.BASE_LR, NAS.ALPHA_OPTIMIZER.BASE_LR) and rerun with --resume "
-                f"to continue from it."
+                f"The last good checkpoint is {self.last_checkpoint()}. --resume with the same "
+                f"config would repeat the same steps; lower the learning rate (SOLVER.BASE_LR, "
+                f"NAS.ALPHA_OPTIMIZER.BASE_LR) and start a new run in a new OUTPUT_DIR."
             )
 
     def run(self):
