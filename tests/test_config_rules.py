@@ -196,3 +196,25 @@ def test_an_unreadable_saved_config_is_named(tmp_path):
     (out / "config.yaml").write_text("SOLVER: [unclosed\n")
     with pytest.raises(OutputDirError, match="config.yaml.*does not load"):
         _resume(out)
+
+
+@pytest.mark.parametrize(
+    "config,opts,key",
+    [
+        (SEARCH, ["SOLVER.AMP.ENABLED", "True"], "SOLVER.AMP.ENABLED"),
+        (SEARCH, ["MODEL.ROI_HEADS.NUM_CLASSES", "3"], "MODEL.ROI_HEADS.NUM_CLASSES"),
+        (TRAIN, ["NAS.COST.TARGET_M", "0.3"], "NAS.COST.TARGET_M"),
+        (TRAIN, ["MODEL.MOBILE_CV_NAS.HEAD_NORM", "GN"], "MODEL.MOBILE_CV_NAS.HEAD_NORM"),
+        (DETECTION, ["DATA.AUGMENT", "flip"], "DATA.AUGMENT"),
+        (DETECTION, ["SOLVER.EMA.ENABLED", "True"], "SOLVER.EMA.ENABLED"),
+    ],
+)
+def test_a_key_the_task_does_not_read_is_refused(config, opts, key):
+    """A valid value that would silently do nothing: the key is not read by the task."""
+    with pytest.raises(ConfigError, match=rf"^{key} = .* is not read by TASK"):
+        _cfg(*opts, config=config)
+
+
+def test_keys_the_task_reads_and_defaults_pass():
+    _cfg("SOLVER.EMA.ENABLED", "True", "SOLVER.LABEL_SMOOTHING", "0.1", config=TRAIN)
+    _cfg("NAS.COST.TARGET_M", "0.3", "SOLVER.AMP.ENABLED", "False", config=SEARCH)

@@ -12,6 +12,10 @@ checks every key gets: numbers finite.
 
 A rule is a function of the value that returns None when the value is fine, else what the
 value must be ("must be > 0"); combinations of keys are checked in engine/run_config.py.
+
+A value that is fine but that the run's task never reads (`SOLVER.AMP.ENABLED` in a search,
+`NAS.SPACE` in a detection run) would be accepted and silently do nothing: `check_task_reads`
+refuses a key set away from its default when the task does not read it.
 """
 
 import functools
@@ -428,3 +432,81 @@ def _detectron2_keys():
     from detectron2.config import get_cfg
 
     return frozenset(key for key, _ in walk(get_cfg()))
+
+
+# ------------------------------------------------------------------------------ task reads
+
+#: What the classification tasks read besides their own DATA.* keys: the keys shared by all
+#: tasks, SGD and detectron2's LR schedule, the classifier's arch keys.
+_SHARED = (
+    "TASK",
+    "VERSION",
+    "GLOBAL.",
+    "SEED",
+    "OUTPUT_DIR",
+    "CUDNN_BENCHMARK",
+    "MODEL.DEVICE",
+    "MODEL.WEIGHTS",
+    "DATALOADER.NUM_WORKERS",
+    "TEST.EVAL_PERIOD",
+    "SOLVER.IMS_PER_BATCH",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "SOLVER.MAX_ITER",
+    "SOLVER.BASE_LR",
+    "SOLVER.MOMENTUM",
+    "SOLVER.NESTEROV",
+    "SOLVER.WEIGHT_DECAY",
+    "SOLVER.LR_SCHEDULER_NAME",
+    "SOLVER.GAMMA",
+    "SOLVER.STEPS",
+    "SOLVER.WARMUP_FACTOR",
+    "SOLVER.WARMUP_ITERS",
+    "SOLVER.WARMUP_METHOD",
+    "MODEL.MOBILE_CV_NAS.ARCH",
+    "MODEL.MOBILE_CV_NAS.ARCH_DEF.",
+    "MODEL.MOBILE_CV_NAS.NORM",
+    "MODEL.MOBILE_CV_NAS.WIDTH_DIVISOR",
+)
+_CLASSIFICATION = (*_SHARED, "DATA.", "SOLVER.EPOCHS", "SOLVER.EPOCH_ITERS")
+#: The keys each task reads (a trailing "." is every key under that node). An eval reads
+#: what a train run does: it is run with the train config and --eval-only.
+TASK_READS = {
+    "search": (*_CLASSIFICATION, "NAS."),
+    "train": (*_CLASSIFICATION, "SOLVER.LABEL_SMOOTHING", "SOLVER.EMA."),
+    "eval": (*_CLASSIFICATION, "SOLVER.LABEL_SMOOTHING", "SOLVER.EMA."),
+}
+#: A detection run reads detectron2's keys (its model, data and solver) and the backbone's;
+#: not the project's classification and search keys.
+DETECTION_IGNORES = ("DATA.", "NAS.", "SOLVER.EPOCH_ITERS", "SOLVER.LABEL_SMOOTHING", "SOLVER.EMA.")
+
+
+def _under(key, prefixes):
+    return any(key == p or (p.endswith(".") and key.startswith(p)) for p in prefixes)
+
+
+def task_reads(task, key):
+    if task == "detection":
+        return not _under(key, DETECTION_IGNORES)
+    return _under(key, TASK_READS[task])
+
+
+def check_task_reads(cfg, defaults):
+    """A key the task does not read must keep its default (`defaults`: the config before the
+    user's file): otherwise the user believes it does something."""
+    default_values = dict(walk(defaults))
+    for key, value in walk(cfg):
+        if task_reads(cfg.TASK, key) or key not in default_values:
+            continue
+        if _same(value, default_values[key]):
+            continue
+        reader = "a detection run" if cfg.TASK != "detection" else "the classification tasks"
+        raise ConfigError(
+            f"{key} = {value!r} is not read by TASK {cfg.TASK} (it is a setting of {reader}), "
+            f"so it would do nothing: remove it from the config and the command line."
+        )
+
+
+def _same(a, b):
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b

@@ -15,7 +15,7 @@ from detectron2.engine import default_argument_parser
 from ..cli_errors import one_line_usage_errors
 from ..config import add_mobile_cv_nas_config
 from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
-from .config_rules import check_values, walk
+from .config_rules import check_task_reads, check_values, walk
 from .detection_task import add_detection_config, check_detection_config
 from .errors import ConfigError, OutputDirError
 
@@ -128,6 +128,7 @@ def setup_cfg(args):
             f"output/run/model_final.pth."
         )
     check_config(cfg)
+    check_task_reads(cfg, new_config())
     if cfg.TASK in ("search", "train"):
         check_schedule(cfg)
     if cfg.TASK == "detection":
