@@ -29,14 +29,13 @@ TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
 def _preload():
     """What every tool imports: paid once, in this process, before the first fork."""
-    warnings.filterwarnings("ignore")
-    import detectron2.engine  # noqa: F401
-    import torch  # noqa: F401
+    with warnings.catch_warnings():  # the tools filter their own; the filters are restored
+        warnings.simplefilter("ignore")
+        import detectron2.engine  # noqa: F401
+        import torch  # noqa: F401
 
-    import mobile_cv_nas.engine  # noqa: F401
-    import mobile_cv_nas.publish  # noqa: F401
-
-    warnings.resetwarnings()
+        import mobile_cv_nas.engine  # noqa: F401
+        import mobile_cv_nas.publish  # noqa: F401
 
 
 def _child(case, out_path, err_path):

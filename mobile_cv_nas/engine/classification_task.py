@@ -16,7 +16,7 @@ from ..data import build_eval_loader, eval_transform, train_transform
 from ..flops import count_flops
 from ..io import atomic_write, write_json
 from .classification_trainer import ClassificationTrainer
-from .data import build_datasets, per_process_batch
+from .data import build_datasets, check_resize, per_process_batch
 from .errors import ConfigError
 from .evaluation import evaluate_classifier
 from .run_setup import setup_run
@@ -37,6 +37,7 @@ def _input(cfg, arch, info, datasets):
     info = info or {}
     resolution = cfg.DATA.RESOLUTION or info.get("resolution") or arch.input_size
     resize = cfg.DATA.RESIZE or info.get("resize") or None
+    check_resize(resize, int(resolution))
     mean, std = datasets.mean, datasets.std
     if not (cfg.DATA.MEAN or cfg.DATA.STD) and info.get("mean") and info.get("std"):
         mean, std = tuple(info["mean"]), tuple(info["std"])

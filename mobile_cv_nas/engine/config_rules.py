@@ -468,10 +468,13 @@ _SHARED = (
     "MODEL.MOBILE_CV_NAS.WIDTH_DIVISOR",
 )
 _CLASSIFICATION = (*_SHARED, "DATA.", "SOLVER.EPOCHS", "SOLVER.EPOCH_ITERS")
+#: A search's input size is its space's (resolution is one of its decisions).
+_SEARCH_DATA = tuple(f"DATA.{k}" for k in ("TRAIN", "TEST", "CLASS_FRACTION", "AUGMENT"))
+_SEARCH_DATA += ("DATA.MEAN", "DATA.STD", "DATA.RESIZE")
 #: The keys each task reads (a trailing "." is every key under that node). An eval reads
 #: what a train run does: it is run with the train config and --eval-only.
 TASK_READS = {
-    "search": (*_CLASSIFICATION, "NAS."),
+    "search": (*_SHARED, *_SEARCH_DATA, "SOLVER.EPOCHS", "SOLVER.EPOCH_ITERS", "NAS."),
     "train": (*_CLASSIFICATION, "SOLVER.LABEL_SMOOTHING", "SOLVER.EMA."),
     "eval": (*_CLASSIFICATION, "SOLVER.LABEL_SMOOTHING", "SOLVER.EMA."),
 }
@@ -499,10 +502,11 @@ def check_task_reads(cfg, defaults):
             continue
         if _same(value, default_values[key]):
             continue
-        reader = "a detection run" if cfg.TASK != "detection" else "the classification tasks"
+        readers = [t for t in (*TASK_READS, "detection") if task_reads(t, key)]
         raise ConfigError(
-            f"{key} = {value!r} is not read by TASK {cfg.TASK} (it is a setting of {reader}), "
-            f"so it would do nothing: remove it from the config and the command line."
+            f"{key} = {value!r} is not read by TASK {cfg.TASK} (only by "
+            f"{', '.join(readers) or 'no task'}), so it would do nothing: remove it from the "
+            f"config and the command line."
         )
 
 

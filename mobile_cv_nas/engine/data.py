@@ -16,6 +16,7 @@ from ..data import (
     split_indices,
     train_transform,
 )
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,17 @@ def _first_difference(a, b):
     return f"{len(a)} vs {len(b)} classes"
 
 
+def check_resize(resize, resolution):
+    """DATA.RESIZE (the shorter side before the center crop) below the crop would pad the
+    evaluation images with black borders."""
+    if resize and resize < resolution:
+        raise ConfigError(
+            f"DATA.RESIZE = {resize} is below the input size {resolution}: the center crop "
+            f"would pad the images with zeros. Use DATA.RESIZE >= {resolution}, or 0 (no "
+            f"resize)."
+        )
+
+
 def per_process_batch(cfg, world_size):
     total = cfg.SOLVER.IMS_PER_BATCH
     if total % world_size:
@@ -94,6 +106,7 @@ class SearchData:
     def __init__(self, cfg, datasets, resolution, rank=0, world_size=1):
         self.cfg, self.datasets, self.rank, self.world_size = cfg, datasets, rank, world_size
         self.resolution = resolution
+        check_resize(cfg.DATA.RESIZE, resolution)
         self.batch_size = per_process_batch(cfg, world_size)
         self.weight_indices, self.alpha_indices = split_indices(
             datasets.train.targets, cfg.NAS.WEIGHT_FRACTION, cfg.SEED

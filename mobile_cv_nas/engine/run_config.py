@@ -15,6 +15,7 @@ from detectron2.engine import default_argument_parser
 from ..cli_errors import one_line_usage_errors
 from ..config import add_mobile_cv_nas_config
 from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
+from ..layers.norm import norm_name
 from .config_rules import check_task_reads, check_values, walk
 from .detection_task import add_detection_config, check_detection_config
 from .errors import ConfigError, OutputDirError
@@ -228,6 +229,11 @@ def check_config(cfg):
     _check_choice(cfg.DATA.AUGMENT, AUGMENTS, "DATA.AUGMENT")
     if cfg.NAS.COST.METRIC:
         _check_choice(cfg.NAS.COST.METRIC, ("flops", "params"), "NAS.COST.METRIC")
+    if cfg.TASK != "detection":  # detection's names: detection/config.py
+        try:
+            norm_name(cfg.MODEL.MOBILE_CV_NAS.NORM)
+        except ValueError as e:
+            raise ConfigError(f"MODEL.MOBILE_CV_NAS.NORM: {e}") from None
     if cfg.NAS.TAU.MIN > cfg.NAS.TAU.START:
         raise ConfigError(
             f"NAS.TAU.MIN = {cfg.NAS.TAU.MIN} is above NAS.TAU.START = {cfg.NAS.TAU.START}: the "
