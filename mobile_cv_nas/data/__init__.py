@@ -7,6 +7,7 @@ from .errors import DatasetError
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import IdxDataset
 from .idx import read_idx
+from .image_modes import load_image, to_mode
 from .loaders import SeededTransformDataset, build_eval_loader, build_train_loader, eval_indices
 from .sampler import EpochBatchSampler, epoch_order, sample_seed
 from .subsets import ClassSubset, apply_class_subset, choose_classes, class_subset, split_indices
@@ -30,8 +31,10 @@ __all__ = [
     "epoch_order",
     "eval_indices",
     "eval_transform",
+    "load_image",
     "read_idx",
     "sample_seed",
     "split_indices",
+    "to_mode",
     "train_transform",
 ]

@@ -9,6 +9,7 @@ from torchvision.datasets import ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from .errors import DatasetError
+from .image_modes import load_image
 
 
 def _has_image(folder):
@@ -20,7 +21,8 @@ def _has_image(folder):
 
 def load_image_folder(path, name=None):
     """An RGB ImageFolder over `path` (one subfolder per class; labels in sorted folder-name
-    order), with `in_channels = 3` and `name`. `path` must exist."""
+    order; every PIL mode converted by image_modes.load_image), with `in_channels = 3` and
+    `name`. `path` must exist."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root} is a file, not a folder of class subfolders of images.")
@@ -39,7 +41,7 @@ def load_image_folder(path, name=None):
             f"extensions: {', '.join(IMG_EXTENSIONS)}; add images or remove the folder(s)."
         )
     try:
-        dataset = ImageFolder(str(root))
+        dataset = ImageFolder(str(root), loader=load_image)
     except (OSError, RuntimeError, ValueError) as e:
         raise DatasetError(f"cannot read the image folder {root}: {e}") from e
     dataset.in_channels = 3
