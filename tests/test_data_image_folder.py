@@ -1,11 +1,58 @@
-"""Images of folder datasets: every PIL mode is converted right, 16-bit and float images
-scaled rather than clipped."""
+"""Folder datasets: the traversal ends on link loops and never counts an image twice, a set
+of one class is refused, and every PIL mode is converted right, 16-bit and float images scaled
+rather than clipped."""
+
+import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from mobile_cv_nas.data import build_classification_dataset, load_image, to_mode
+from mobile_cv_nas.data import DatasetError, build_classification_dataset, load_image, to_mode
+
+
+def _write_classes(root, classes=("cat", "dog"), per_class=2):
+    for c, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", (8, 8), (40 * c, 10 * i, 99)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_link_loops_end_and_each_image_counts_once(tmp_path):
+    root = _write_classes(tmp_path / "pets")
+    os.symlink("..", root / "cat" / "up")  # the dataset folder
+    os.symlink(".", root / "dog" / "here")  # the class folder itself
+    (root / "dog" / "deeper").mkdir()
+    os.symlink("../..", root / "dog" / "deeper" / "back")  # the dataset folder again
+    dataset = build_classification_dataset(str(root))
+    assert [os.path.relpath(p, root) for p, _ in dataset.samples] == [
+        "cat/0.png",
+        "cat/1.png",
+        "dog/0.png",
+        "dog/1.png",
+    ]
+    (warning,) = [text for level, text in dataset.notes if level == "warning"]
+    assert "3 link(s) not followed" in warning and f"{root}/cat/up -> {root}" in warning
+
+
+def test_an_image_reached_by_two_paths_is_refused(tmp_path):
+    folders = _write_classes(tmp_path / "folders")
+    os.symlink("../dog", folders / "cat" / "more")  # a class folder linking into another
+    with pytest.raises(DatasetError) as info:
+        build_classification_dataset(str(folders))
+    assert f"{folders}/cat/more and {folders}/dog are the same folder" in str(info.value)
+    files = _write_classes(tmp_path / "files")
+    os.symlink("../cat/0.png", files / "dog" / "copy.png")
+    with pytest.raises(DatasetError, match="counted twice") as info:
+        build_classification_dataset(str(files))
+    assert f"{files}/cat/0.png and {files}/dog/copy.png are the same file" in str(info.value)
+
+
+def test_a_set_of_one_class_is_refused(tmp_path):
+    one = _write_classes(tmp_path / "one", classes=("cat",))
+    with pytest.raises(DatasetError, match=f"{one} has one class folder \\(cat\\)"):
+        build_classification_dataset(str(one))
 
 
 def test_sixteen_bit_and_float_images_are_scaled_not_clipped(tmp_path):

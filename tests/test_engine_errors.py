@@ -18,6 +18,7 @@ from engine_helpers import (
     snapshot,
     train_net,
 )
+from PIL import Image
 
 from mobile_cv_nas.engine import checkpointer
 from mobile_cv_nas.engine.search_trainer import SearchTrainer
@@ -46,6 +47,8 @@ def _data_folders(root):
     for name in ("cat", "dog"):  # class folders without images
         (root / "no_images" / name).mkdir(parents=True)
         (root / "no_images" / name / "notes.txt").write_text("not an image")
+    (root / "one_class" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "one_class" / "cat" / "0.png")
     return root
 
 
@@ -71,6 +74,10 @@ BAD_INPUTS = {
     "class folders without images": (
         ["DATA.TRAIN", "{root}/no_images", "DATA.TEST", "{root}/no_images"],
         ["no_images", "hold no images", "cat", "dog"],
+    ),
+    "one class": (
+        ["DATA.TRAIN", "{root}/one_class", "DATA.TEST", "{root}/one_class"],
+        ["one_class has one class folder (cat)", "two classes at least"],
     ),
     "unknown search space": (
         ["NAS.SPACE", "fashion_mnst"],

@@ -7,6 +7,7 @@ from .errors import DatasetError
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import IdxDataset
 from .idx import read_idx
+from .image_folder import ImageFolderDataset
 from .image_modes import load_image, to_mode
 from .loaders import SeededTransformDataset, build_eval_loader, build_train_loader, eval_indices
 from .sampler import EpochBatchSampler, epoch_order, sample_seed
@@ -20,6 +21,7 @@ __all__ = [
     "EpochBatchSampler",
     "FASHION_MNIST_CLASSES",
     "IdxDataset",
+    "ImageFolderDataset",
     "SeededTransformDataset",
     "apply_class_subset",
     "build_classification_dataset",
