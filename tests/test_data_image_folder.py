@@ -1,6 +1,7 @@
-"""Folder datasets: the traversal ends on link loops and never counts an image twice, a set
-of one class is refused, and every PIL mode is converted right, 16-bit and float images scaled
-rather than clipped."""
+"""Folder datasets: every image is checked to decode before a run (each kind of unreadable file
+named with its problem, DATA.SKIP_BAD_IMAGES leaves them out with a warning), the traversal
+ends on link loops and never counts an image twice, a set of one class is refused, and every
+PIL mode is converted right, 16-bit and float images scaled rather than clipped."""
 
 import os
 
@@ -8,7 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobile_cv_nas.data import DatasetError, build_classification_dataset, load_image, to_mode
+from mobile_cv_nas.data import (
+    DatasetError,
+    build_classification_dataset,
+    find_bad_images,
+    load_image,
+    to_mode,
+)
+from mobile_cv_nas.engine.data import build_datasets
+from mobile_cv_nas.engine.run_config import new_config
 
 
 def _write_classes(root, classes=("cat", "dog"), per_class=2):
@@ -17,6 +26,88 @@ def _write_classes(root, classes=("cat", "dog"), per_class=2):
         for i in range(per_class):
             Image.new("RGB", (8, 8), (40 * c, 10 * i, 99)).save(root / name / f"{i}.png")
     return root
+
+
+def _truncated_jpeg(path):
+    pixels = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, quality=90)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) * 2 // 3])  # the header is whole, the pixel data is not
+
+
+def _write_bad_images(root):
+    """{file name: words of its problem} of the unreadable files written into root/cat."""
+    cat = root / "cat"
+    (cat / "empty.jpg").write_bytes(b"")
+    (cat / "notes.png").write_text("not an image, despite its name")
+    _truncated_jpeg(cat / "cut.jpg")
+    os.symlink("gone.jpg", cat / "dangling.jpg")
+    os.symlink("selfloop.jpg", cat / "selfloop.jpg")
+    os.mkfifo(cat / "pipe.png")  # opening it would block a reader forever
+    return {
+        "empty.jpg": "an empty file",
+        "notes.png": "not an image",
+        "cut.jpg": "truncated",
+        "dangling.jpg": "a link to 'gone.jpg', which does not exist",
+        "selfloop.jpg": "a link that cannot be followed",
+        "pipe.png": "not a regular file",
+    }
+
+
+def _cfg(train, test, *opts):
+    cfg = new_config()
+    cfg.merge_from_list(["DATA.TRAIN", str(train), "DATA.TEST", str(test), *opts])
+    return cfg
+
+
+def test_each_unreadable_file_is_named_with_its_problem(tmp_path):
+    root = _write_classes(tmp_path / "pets")
+    problems = _write_bad_images(root)
+    dataset = build_classification_dataset(str(root))
+    bad = dict(find_bad_images([path for path, _ in dataset.samples], threads=2))
+    assert {os.path.basename(p) for p in bad} == set(problems)
+    for path, problem in bad.items():
+        assert problems[os.path.basename(path)] in problem, (path, problem)
+
+
+def test_a_run_refuses_unreadable_images_in_train_and_test(tmp_path):
+    train = _write_classes(tmp_path / "train")
+    test = _write_classes(tmp_path / "val")
+    (train / "dog" / "empty.jpg").write_bytes(b"")
+    _truncated_jpeg(test / "cat" / "cut.jpg")
+    with pytest.raises(DatasetError) as info:
+        build_datasets(_cfg(train, test))
+    message = str(info.value)
+    assert "\n" not in message
+    assert f"DATA.TRAIN ({train}): 1 of 5 images cannot be read: {train}/dog/empty.jpg" in message
+    assert f"DATA.TEST ({test}): 1 of 5 images cannot be read: {test}/cat/cut.jpg" in message
+    assert "DATA.SKIP_BAD_IMAGES True" in message
+
+
+def test_skip_bad_images_leaves_them_out_with_a_warning(tmp_path):
+    train = _write_classes(tmp_path / "train", per_class=3)
+    test = _write_classes(tmp_path / "val")
+    problems = _write_bad_images(train)
+    datasets = build_datasets(_cfg(train, test, "DATA.SKIP_BAD_IMAGES", "True"))
+    assert len(datasets.train) == 6 and len(datasets.test) == 4
+    assert not any(os.path.basename(p) in problems for p, _ in datasets.train.samples)
+    assert datasets.train.targets == [0, 0, 0, 1, 1, 1]
+    warnings = [text for level, text in datasets.notes if level == "warning"]
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"DATA.TRAIN ({train}): 6 of 12 images cannot be read: ")
+    assert "and 1 more. Left out (DATA.SKIP_BAD_IMAGES True)." in warnings[0]
+
+
+def test_skipping_that_empties_a_class_is_refused(tmp_path):
+    train = tmp_path / "train"
+    _write_classes(train, classes=("cat",))
+    (train / "dog").mkdir()
+    (train / "dog" / "only.jpg").write_bytes(b"")
+    cfg = _cfg(train, train, "DATA.SKIP_BAD_IMAGES", "True")
+    with pytest.raises(
+        DatasetError, match=f"class folder.* of {train} hold no images: {train}/dog"
+    ):
+        build_datasets(cfg)
 
 
 def test_link_loops_end_and_each_image_counts_once(tmp_path):
@@ -53,6 +144,11 @@ def test_a_set_of_one_class_is_refused(tmp_path):
     one = _write_classes(tmp_path / "one", classes=("cat",))
     with pytest.raises(DatasetError, match=f"{one} has one class folder \\(cat\\)"):
         build_classification_dataset(str(one))
+    three = _write_classes(tmp_path / "three", classes=("a", "b", "c"))
+    with pytest.raises(DatasetError) as info:
+        build_datasets(_cfg(three, three, "DATA.CLASS_FRACTION", "0.2"))
+    assert "DATA.CLASS_FRACTION = 0.2 keeps 1 of the 3 classes of DATA.TRAIN" in str(info.value)
+    assert len(build_datasets(_cfg(three, three, "DATA.CLASS_FRACTION", "2.0")).classes) == 2
 
 
 def test_sixteen_bit_and_float_images_are_scaled_not_clipped(tmp_path):
@@ -66,12 +162,6 @@ def test_sixteen_bit_and_float_images_are_scaled_not_clipped(tmp_path):
         assert image.mode == "RGB"
         assert np.asarray(image)[0].tolist() == [[v] * 3 for v in (0, 1, 128, 255)]
     assert np.asarray(to_mode(big_endian, "L")).tolist() == [[0, 1, 128, 255]]
-    (tmp_path / "folder" / "a").mkdir(parents=True)
-    (tmp_path / "folder" / "b").mkdir()
-    Image.fromarray(values).save(tmp_path / "folder" / "a" / "0.png")
-    Image.new("L", (1, 1)).save(tmp_path / "folder" / "b" / "0.png")
-    image, _ = build_classification_dataset(str(tmp_path / "folder"))[0]  # the folder's loader
-    assert np.asarray(image)[0].tolist() == [[v] * 3 for v in (0, 1, 128, 255)]
     floats = Image.fromarray(np.array([[-1.0, 0.0, 0.5, 1.0, 2.0]], dtype=np.float32))
     assert np.asarray(to_mode(floats, "L")).tolist() == [[0, 0, 128, 255, 255]]
 

@@ -7,6 +7,7 @@ from .errors import DatasetError
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import IdxDataset
 from .idx import read_idx
+from .image_check import describe_bad_images, find_bad_images, image_problem
 from .image_folder import ImageFolderDataset
 from .image_modes import load_image, to_mode
 from .loaders import SeededTransformDataset, build_eval_loader, build_train_loader, eval_indices
@@ -30,9 +31,12 @@ __all__ = [
     "choose_classes",
     "class_subset",
     "default_mean_std",
+    "describe_bad_images",
     "epoch_order",
     "eval_indices",
     "eval_transform",
+    "find_bad_images",
+    "image_problem",
     "load_image",
     "read_idx",
     "sample_seed",

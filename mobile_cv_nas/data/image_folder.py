@@ -178,7 +178,8 @@ def _notes(root, walk):
 
 def load_image_folder(path, name=None):
     """An RGB dataset over `path` (one subfolder per class, two classes at least; labels in
-    sorted folder-name order), with `in_channels = 3` and `name`. `path` must exist."""
+    sorted folder-name order), with `in_channels = 3` and `name`. `path` must exist. The files
+    are listed, not read: `mobile_cv_nas.data.find_bad_images` checks that they decode."""
     root = Path(path)
     if not root.is_dir():
         raise DatasetError(f"{root} is a file, not a folder of class subfolders of images.")

@@ -131,6 +131,7 @@ def run_train(cfg, args):
     start_iter = trainer.resume_or_load(args.resume)
 
     setup_run(cfg, args, resumed=start_iter > 0)
+    datasets.log_notes()
     log_schedule(cfg, schedule_per_epoch, max_iter)
     logger.info(
         f"Training {arch.name or 'arch'} on {cfg.DATA.TRAIN}: {len(datasets.train)} "
@@ -189,6 +190,7 @@ def run_eval(cfg, args):
     model = _build_classifier(cfg, arch, datasets)
     _load_weights(cfg, model, cfg.MODEL.MOBILE_CV_NAS.ARCH, info, datasets)
     setup_run(cfg, args)
+    datasets.log_notes()
     result = evaluate_classifier(
         model.to(cfg.MODEL.DEVICE), _eval_loader(cfg, datasets, inp), cfg.MODEL.DEVICE
     )
