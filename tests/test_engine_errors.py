@@ -93,6 +93,14 @@ BAD_INPUTS = {
         ["DATA.TRAIN", "{root}/one_class", "DATA.TEST", "{root}/one_class"],
         ["one_class has one class folder (cat)", "two classes at least"],
     ),
+    "a zero DATA.STD entry": (
+        ["DATA.MEAN", "[0.5]", "DATA.STD", "[0.0]"],
+        ["DATA.STD = [0.0]", "must be > 0"],
+    ),
+    "DATA.MEAN for 3 channels on 1-channel data": (
+        ["DATA.MEAN", "[0.5, 0.5, 0.5]", "DATA.STD", "[0.2, 0.2, 0.2]"],
+        ["DATA.MEAN / DATA.STD have 3 values", "1 channel(s)"],
+    ),
     "unknown search space": (
         ["NAS.SPACE", "fashion_mnst"],
         ["fashion_mnst", "Available search spaces", "fashion_mnist"],

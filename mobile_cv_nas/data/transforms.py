@@ -5,6 +5,8 @@ dataset can feed an RGB model and back (16-bit and float images scaled, see imag
 Train transforms draw from torch's RNG only, which SeededTransformDataset seeds per sample.
 """
 
+import math
+
 from torchvision import transforms as T
 
 from .errors import DatasetError
@@ -63,6 +65,8 @@ def _tail(in_channels, mean, std):
         raise DatasetError(
             f"mean {mean} / std {std} do not have one value per channel (in_channels={in_channels})"
         )
+    if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise DatasetError(f"mean {mean} / std {std}: need finite values and every std > 0")
     return [ToMode(_mode(in_channels)), T.ToTensor(), T.Normalize(mean, std)]
 
 

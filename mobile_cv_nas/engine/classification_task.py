@@ -189,11 +189,10 @@ def run_eval(cfg, args):
     inp = _input(cfg, arch, info, datasets)
     model = _build_classifier(cfg, arch, datasets)
     _load_weights(cfg, model, cfg.MODEL.MOBILE_CV_NAS.ARCH, info, datasets)
+    loader = _eval_loader(cfg, datasets, inp)  # a bad mean/std fails here, before any write
     setup_run(cfg, args)
     datasets.log_notes()
-    result = evaluate_classifier(
-        model.to(cfg.MODEL.DEVICE), _eval_loader(cfg, datasets, inp), cfg.MODEL.DEVICE
-    )
+    result = evaluate_classifier(model.to(cfg.MODEL.DEVICE), loader, cfg.MODEL.DEVICE)
     metrics = {
         "task": "eval",
         "arch": cfg.MODEL.MOBILE_CV_NAS.ARCH or arch.name,

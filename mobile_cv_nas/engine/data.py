@@ -91,6 +91,11 @@ def build_datasets(cfg, train=True):
     mean, std = default_mean_std(in_channels, cfg.DATA.TRAIN if train else cfg.DATA.TEST)
     if cfg.DATA.MEAN or cfg.DATA.STD:
         mean, std = tuple(cfg.DATA.MEAN), tuple(cfg.DATA.STD)
+        if len(mean) not in (1, in_channels):
+            raise DatasetError(
+                f"DATA.MEAN / DATA.STD have {len(mean)} values; the data has {in_channels} "
+                f"channel(s): give one value per channel, or one for all."
+            )
     named = {"DATA.TRAIN": reference, "DATA.TEST": test} if train else {"DATA.TEST": test}
     checked = _without_bad_images(cfg, named, classes, notes)
     return Datasets(
