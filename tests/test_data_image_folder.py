@@ -84,6 +84,14 @@ def test_a_run_refuses_unreadable_images_in_train_and_test(tmp_path):
     assert "DATA.SKIP_BAD_IMAGES True" in message
 
 
+def test_a_file_name_with_a_newline_keeps_the_message_one_line(tmp_path):
+    train = _write_classes(tmp_path / "train")
+    (train / "dog" / "two\nlines.jpg").write_bytes(b"")
+    with pytest.raises(DatasetError) as info:
+        build_datasets(_cfg(train, train))
+    assert "\n" not in str(info.value) and "two\\nlines.jpg" in str(info.value)
+
+
 def test_skip_bad_images_leaves_them_out_with_a_warning(tmp_path):
     train = _write_classes(tmp_path / "train", per_class=3)
     test = _write_classes(tmp_path / "val")
@@ -125,6 +133,16 @@ def test_link_loops_end_and_each_image_counts_once(tmp_path):
     ]
     (warning,) = [text for level, text in dataset.notes if level == "warning"]
     assert "3 link(s) not followed" in warning and f"{root}/cat/up -> {root}" in warning
+
+
+def test_links_that_lead_nowhere(tmp_path):
+    root = _write_classes(tmp_path / "pets")
+    os.symlink("../elsewhere", root / "cat" / "more")  # left out, with a warning
+    (warning,) = [t for lvl, t in build_classification_dataset(str(root)).notes if lvl == "warning"]
+    assert f"1 link(s) that lead nowhere left out: {root}/cat/more -> ../elsewhere" in warning
+    os.symlink("/no/such/birds", root / "bird")  # meant as a class folder: refused
+    with pytest.raises(DatasetError, match=f"1 link\\(s\\) in {root} lead nowhere: {root}/bird"):
+        build_classification_dataset(str(root))
 
 
 def test_an_image_reached_by_two_paths_is_refused(tmp_path):

@@ -40,7 +40,10 @@ def image_problem(path):
             return "an empty file"
         load_image(path, "RGB", draft=True)
     except UnidentifiedImageError:
-        return "PIL cannot open it: not an image, or its header is truncated or corrupt"
+        return (
+            "PIL cannot open it: not an image, a truncated or corrupt header, or a format this "
+            "PIL cannot read"
+        )
     except PermissionError:
         return "cannot be read: permission denied"
     except Exception as e:  # PIL's decoders raise OSError, SyntaxError, ValueError, ...

@@ -7,6 +7,8 @@ walks a link to an enclosing folder until the path is too long and counts what a
 reaches twice. Here every real folder is walked once: a link that leads back to a folder that
 contains it (a loop) is not followed (noted in the log), and an image reached by two paths
 (two links to one folder or file, a class folder linking into another) is refused with both.
+A link that leads nowhere is refused in the dataset folder (it was meant as a class folder)
+and left out with a warning in a class folder (an image link is found by the image check).
 The order is torchvision's: classes by folder name, then images by folder path and name.
 """
 
@@ -23,9 +25,16 @@ from .image_modes import load_image
 SHOWN = 5
 
 
+def _shown(item):
+    """`item` as text, quoted when it holds a newline or another unprintable character (a
+    message is one line)."""
+    text = str(item)
+    return text if text.isprintable() else repr(text)
+
+
 def listing(items, shown=SHOWN):
     """`items` joined with ", ", the first `shown` of them and "and N more"."""
-    items = [str(i) for i in items]
+    items = [_shown(i) for i in items]
     more = f" and {len(items) - shown} more" if len(items) > shown else ""
     return ", ".join(items[:shown]) + more
 
@@ -44,6 +53,13 @@ def _real(entry, real_parent):
     return os.path.join(real_parent, entry.name)
 
 
+def _broken_link(entry):
+    """ "path -> target" when `entry` is a link that leads nowhere, else None."""
+    if entry.is_symlink() and not os.path.exists(entry.path):
+        return f"{entry.path} -> {os.readlink(entry.path)}"
+    return None
+
+
 def _contains(folder, path):
     """Whether real path `folder` is `path` or one of its ancestors."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
@@ -59,6 +75,7 @@ class _Walk:
         self.files = {}  # real image file -> the path it was found as
         self.loops = []  # links not followed: they lead to a folder that contains them
         self.left_out = []  # files without an image extension
+        self.broken = []  # links without an image extension that lead nowhere
 
     def images(self, folder):
         """The image paths under `folder`, sorted by folder path, then name."""
@@ -77,9 +94,9 @@ class _Walk:
             first, count = self.walked[real]
             if count:
                 raise DatasetError(
-                    f"{first} and {path} are the same folder ({real}): its {count} images would "
-                    f"be counted twice. Remove the link, or copy the images if both classes "
-                    f"should hold them."
+                    f"{_shown(first)} and {_shown(path)} are the same folder ({_shown(real)}): "
+                    f"its {count} images would be counted twice. Remove the link, or copy the "
+                    f"images if both classes should hold them."
                 )
             return 0
         self.walking.add(real)
@@ -87,7 +104,8 @@ class _Walk:
             entries = sorted(os.scandir(path), key=lambda e: e.name)
         except OSError as e:
             raise DatasetError(
-                f"cannot list the folder {path}: {e.strerror}. Make it readable, or remove it."
+                f"cannot list the folder {_shown(path)}: {e.strerror}. Make it readable, or "
+                f"remove it."
             ) from None
         names, count = [], 0
         for entry in entries:
@@ -96,6 +114,8 @@ class _Walk:
             elif entry.name.lower().endswith(IMG_EXTENSIONS):
                 self._take(entry.path, _real(entry, real))
                 names.append(entry.name)
+            elif _broken_link(entry):
+                self.broken.append(_broken_link(entry))
             else:
                 self.left_out.append(entry.path)
         if names:
@@ -108,8 +128,8 @@ class _Walk:
         first = self.files.setdefault(real, path)
         if first != path:
             raise DatasetError(
-                f"{first} and {path} are the same file ({real}): it would be counted twice. "
-                f"Remove one of the links."
+                f"{_shown(first)} and {_shown(path)} are the same file ({_shown(real)}): it "
+                f"would be counted twice. Remove one of the links."
             )
 
 
@@ -165,6 +185,14 @@ def _notes(root, walk):
                 f"that contains them (a loop): {listing(walk.loops)}",
             )
         )
+    if walk.broken:
+        notes.append(
+            (
+                "warning",
+                f"{root}: {len(walk.broken)} link(s) that lead nowhere left out: "
+                f"{listing(walk.broken)}",
+            )
+        )
     if walk.left_out:
         notes.append(
             (
@@ -187,6 +215,12 @@ def load_image_folder(path, name=None):
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as e:
         raise DatasetError(f"cannot list the folder {root}: {e.strerror}.") from None
+    broken = [b for b in map(_broken_link, entries) if b]
+    if broken:
+        raise DatasetError(
+            f"{len(broken)} link(s) in {root} lead nowhere: {listing(broken)}. A class folder "
+            f"link must lead to a folder: fix or remove them."
+        )
     class_dirs = [e.name for e in entries if _is_dir(e)]
     if not class_dirs:
         raise DatasetError(
