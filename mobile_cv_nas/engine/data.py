@@ -167,7 +167,10 @@ def _without_bad_images(cfg, named, classes, notes):
             problems.append(summary)
             continue
         for key in keys:
-            checked[key] = named[key].without(path for path, _ in bad)
+            try:
+                checked[key] = named[key].without(path for path, _ in bad)
+            except DatasetError as e:  # a class left empty
+                raise DatasetError(f"{summary}; {e}") from None
         notes.append(("warning", f"{summary}. Left out (DATA.SKIP_BAD_IMAGES True)."))
     if problems:
         raise DatasetError(
