@@ -452,3 +452,7 @@ def test_transforms_shapes_channels_and_stats():
     assert torch.equal(tr(gray), eval_transform(20, 1, (0.3,), (0.4,))(gray))
     with pytest.raises(DatasetError, match="augment"):
         train_transform(20, 1, (0.3,), (0.4,), "mixup")
+    # the input is divided by the std: zero, negative or not finite is refused when built
+    for mean, std in (((0.3,), (0.0,)), ((0.3,), (-0.4,)), ((float("nan"),), (0.4,))):
+        with pytest.raises(DatasetError, match="every std > 0"):
+            eval_transform(20, 1, mean, std)

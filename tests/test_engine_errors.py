@@ -6,18 +6,24 @@ stops the run (exit status 1) with its last good, finite checkpoint named."""
 import io
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
 from engine_helpers import (
+    REPO_ROOT,
     SEARCH_CONFIG,
     SEARCH_OPTS,
+    TOOLS,
     TRAIN_CONFIG,
     one_line_error,
     search_argv,
     snapshot,
+    subprocess_env,
     train_net,
 )
+from PIL import Image
 
 from mobile_cv_nas.engine import checkpointer
 from mobile_cv_nas.engine.search_trainer import SearchTrainer
@@ -46,6 +52,13 @@ def _data_folders(root):
     for name in ("cat", "dog"):  # class folders without images
         (root / "no_images" / name).mkdir(parents=True)
         (root / "no_images" / name / "notes.txt").write_text("not an image")
+        (root / "bad_image" / name).mkdir(parents=True)  # one of its images is truncated
+        Image.new("RGB", (8, 8), (9, 9, 9)).save(root / "bad_image" / name / "0.png")
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(root / "bad_image" / "dog" / "1.png")
+    cut = (root / "bad_image" / "dog" / "1.png").read_bytes()
+    (root / "bad_image" / "dog" / "1.png").write_bytes(cut[: len(cut) // 2])
+    (root / "one_class" / "cat").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / "one_class" / "cat" / "0.png")
     return root
 
 
@@ -71,6 +84,22 @@ BAD_INPUTS = {
     "class folders without images": (
         ["DATA.TRAIN", "{root}/no_images", "DATA.TEST", "{root}/no_images"],
         ["no_images", "hold no images", "cat", "dog"],
+    ),
+    "unreadable image": (
+        ["DATA.TRAIN", "{root}/bad_image", "DATA.TEST", "{root}/bad_image"],
+        ["bad_image/dog/1.png", "1 of 3 images cannot be read", "DATA.SKIP_BAD_IMAGES True"],
+    ),
+    "one class": (
+        ["DATA.TRAIN", "{root}/one_class", "DATA.TEST", "{root}/one_class"],
+        ["one_class has one class folder (cat)", "two classes at least"],
+    ),
+    "a zero DATA.STD entry": (
+        ["DATA.MEAN", "[0.5]", "DATA.STD", "[0.0]"],
+        ["DATA.STD = [0.0]", "must be > 0"],
+    ),
+    "DATA.MEAN for 3 channels on 1-channel data": (
+        ["DATA.MEAN", "[0.5, 0.5, 0.5]", "DATA.STD", "[0.2, 0.2, 0.2]"],
+        ["DATA.MEAN / DATA.STD have 3 values", "1 channel(s)"],
     ),
     "unknown search space": (
         ["NAS.SPACE", "fashion_mnst"],
@@ -109,6 +138,26 @@ def test_bad_input_is_one_line_and_writes_nothing(case, tmp_path):
         assert word in line, (word, line)
     assert not out.exists()
     assert snapshot(tmp_path) == before
+
+
+def test_unreadable_image_from_the_command_line(tmp_path):
+    """tools/train_net.py as a user runs it: exit status 2, stderr one line, no OUTPUT_DIR."""
+    _data_folders(tmp_path)
+    out = tmp_path / "out"
+    data = ["DATA.TRAIN", tmp_path / "bad_image", "DATA.TEST", tmp_path / "bad_image"]
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / "train_net.py"), *map(str, search_argv(out, *data))],
+        cwd=str(REPO_ROOT),
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: DATA.TRAIN and DATA.TEST ({tmp_path}/bad_image): 1 of 3 ")
+    assert f"{tmp_path}/bad_image/dog/1.png (PIL cannot open it" in line
+    assert not out.exists()
 
 
 def test_epochs_take_precedence_over_an_unset_max_iter(run):

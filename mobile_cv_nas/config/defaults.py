@@ -31,7 +31,8 @@ def add_classification_config(cfg):
     cfg.DATA = CN()
     # A built-in dataset name (fashion_mnist_train/_val: the full set when the Debian package
     # dataset-fashion-mnist is installed, else the embedded subset; fashion_mnist_subset_*:
-    # always the subset) or an ImageNet-style folder of class folders (torchvision ImageFolder).
+    # always the subset) or an ImageNet-style folder of class folders (torchvision ImageFolder's
+    # layout).
     cfg.DATA.TRAIN = "fashion_mnist_train"
     cfg.DATA.TEST = "fashion_mnist_val"
     # A random share (<= 1.0) or count (> 1) of the classes, the same for train and test
@@ -42,6 +43,10 @@ def add_classification_config(cfg):
     cfg.DATA.STD = []
     cfg.DATA.RESIZE = 0  # evaluation: shorter side resized to this, then center crop; 0: none
     cfg.DATA.RESOLUTION = 0  # train/eval input size; 0: the arch's input_size
+    # Every image of a folder dataset is decoded before the run starts; one that cannot be
+    # read (truncated, not an image, empty, a dangling link) stops it with its name. True:
+    # leave such images out instead, with a warning giving their count and names.
+    cfg.DATA.SKIP_BAD_IMAGES = False
 
     # MODEL.MOBILE_CV_NAS.{ARCH, ARCH_DEF, NORM, WIDTH_DIVISOR}: the arch (train/eval), see
     # mobile_cv_nas/config/arch.py; the same node as detection's backbone.

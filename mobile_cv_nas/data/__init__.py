@@ -7,6 +7,9 @@ from .errors import DatasetError
 from .fashion_mnist import CLASSES as FASHION_MNIST_CLASSES
 from .fashion_mnist import IdxDataset
 from .idx import read_idx
+from .image_check import describe_bad_images, find_bad_images, image_problem
+from .image_folder import ImageFolderDataset
+from .image_modes import load_image, to_mode
 from .loaders import SeededTransformDataset, build_eval_loader, build_train_loader, eval_indices
 from .sampler import EpochBatchSampler, epoch_order, sample_seed
 from .subsets import ClassSubset, apply_class_subset, choose_classes, class_subset, split_indices
@@ -19,6 +22,7 @@ __all__ = [
     "EpochBatchSampler",
     "FASHION_MNIST_CLASSES",
     "IdxDataset",
+    "ImageFolderDataset",
     "SeededTransformDataset",
     "apply_class_subset",
     "build_classification_dataset",
@@ -27,11 +31,16 @@ __all__ = [
     "choose_classes",
     "class_subset",
     "default_mean_std",
+    "describe_bad_images",
     "epoch_order",
     "eval_indices",
     "eval_transform",
+    "find_bad_images",
+    "image_problem",
+    "load_image",
     "read_idx",
     "sample_seed",
     "split_indices",
+    "to_mode",
     "train_transform",
 ]

@@ -1,13 +1,16 @@
 """Image transforms (torchvision.transforms) for search and evaluation.
 
 Images are converted to the model's `in_channels` (1: PIL mode "L", 3: "RGB"), so a grayscale
-dataset can feed an RGB model and back. Train transforms draw from torch's RNG only, which
-SeededTransformDataset seeds per sample.
+dataset can feed an RGB model and back (16-bit and float images scaled, see image_modes.py).
+Train transforms draw from torch's RNG only, which SeededTransformDataset seeds per sample.
 """
+
+import math
 
 from torchvision import transforms as T
 
 from .errors import DatasetError
+from .image_modes import to_mode
 
 FASHION_MNIST_MEAN_STD = ((0.2860,), (0.3530,))
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -26,14 +29,14 @@ _MODES = {1: "L", 3: "RGB"}
 
 
 class ToMode:
-    """Convert a PIL image to `mode` (a picklable class, not a lambda, so workers started by
-    spawn or forkserver can receive it)."""
+    """Convert a PIL image to `mode` with image_modes.to_mode (a picklable class, not a lambda,
+    so workers started by spawn or forkserver can receive it)."""
 
     def __init__(self, mode):
         self.mode = mode
 
     def __call__(self, image):
-        return image if image.mode == self.mode else image.convert(self.mode)
+        return to_mode(image, self.mode)
 
     def __repr__(self):
         return f"ToMode({self.mode!r})"
@@ -62,6 +65,8 @@ def _tail(in_channels, mean, std):
         raise DatasetError(
             f"mean {mean} / std {std} do not have one value per channel (in_channels={in_channels})"
         )
+    if not all(math.isfinite(v) for v in mean + std) or min(std) <= 0:
+        raise DatasetError(f"mean {mean} / std {std}: need finite values and every std > 0")
     return [ToMode(_mode(in_channels)), T.ToTensor(), T.Normalize(mean, std)]
 
 

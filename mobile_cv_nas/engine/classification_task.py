@@ -132,6 +132,7 @@ def run_train(cfg, args):
     start_iter = trainer.resume_or_load(args.resume)
 
     setup_run(cfg, args, resumed=start_iter > 0)
+    datasets.log_notes()
     log_schedule(cfg, schedule_per_epoch, max_iter)
     logger.info(
         f"Training {arch.name or 'arch'} on {cfg.DATA.TRAIN}: {len(datasets.train)} "
@@ -189,10 +190,10 @@ def run_eval(cfg, args):
     inp = _input(cfg, arch, info, datasets)
     model = _build_classifier(cfg, arch, datasets)
     _load_weights(cfg, model, cfg.MODEL.MOBILE_CV_NAS.ARCH, info, datasets)
+    loader = _eval_loader(cfg, datasets, inp)  # a bad mean/std fails here, before any write
     setup_run(cfg, args)
-    result = evaluate_classifier(
-        model.to(cfg.MODEL.DEVICE), _eval_loader(cfg, datasets, inp), cfg.MODEL.DEVICE
-    )
+    datasets.log_notes()
+    result = evaluate_classifier(model.to(cfg.MODEL.DEVICE), loader, cfg.MODEL.DEVICE)
     metrics = {
         "task": "eval",
         "arch": cfg.MODEL.MOBILE_CV_NAS.ARCH or arch.name,

@@ -79,6 +79,7 @@ def run_search(cfg, args):
     start_iter = trainer.resume_or_load(args.resume)
 
     setup_run(cfg, args, resumed=start_iter > 0)
+    datasets.log_notes()
     log_schedule(cfg, schedule_per_epoch, max_iter)
     logger.info(
         f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
