@@ -95,7 +95,7 @@ BAD_INPUTS = {
     ),
     "a zero DATA.STD entry": (
         ["DATA.MEAN", "[0.5]", "DATA.STD", "[0.0]"],
-        ["DATA.STD = [0.0]", "must be > 0"],
+        ["DATA.STD = [0.0]", "must be a number > 0"],
     ),
     "DATA.MEAN for 3 channels on 1-channel data": (
         ["DATA.MEAN", "[0.5, 0.5, 0.5]", "DATA.STD", "[0.2, 0.2, 0.2]"],

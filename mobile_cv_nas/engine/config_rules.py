@@ -182,6 +182,7 @@ RULES = {
     "DATA.STD": list_of(positive),
     "DATA.RESIZE": non_negative_int,
     "DATA.RESOLUTION": non_negative_int,
+    "DATA.SKIP_BAD_IMAGES": boolean,
     "MODEL.MOBILE_CV_NAS.ARCH": text,  # resolved by config.resolve_arch
     "MODEL.MOBILE_CV_NAS.ARCH_DEF.": any_value,  # parsed by arch.parse_arch_def
     "MODEL.MOBILE_CV_NAS.NORM": text,  # names: layers.norm (classification), detection/config
@@ -470,7 +471,7 @@ _SHARED = (
 _CLASSIFICATION = (*_SHARED, "DATA.", "SOLVER.EPOCHS", "SOLVER.EPOCH_ITERS")
 #: A search's input size is its space's (resolution is one of its decisions).
 _SEARCH_DATA = tuple(f"DATA.{k}" for k in ("TRAIN", "TEST", "CLASS_FRACTION", "AUGMENT"))
-_SEARCH_DATA += ("DATA.MEAN", "DATA.STD", "DATA.RESIZE")
+_SEARCH_DATA += ("DATA.MEAN", "DATA.STD", "DATA.RESIZE", "DATA.SKIP_BAD_IMAGES")
 #: The keys each task reads (a trailing "." is every key under that node). An eval reads
 #: what a train run does: it is run with the train config and --eval-only.
 TASK_READS = {
