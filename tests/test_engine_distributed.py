@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,23 +66,32 @@ def _fails_like_a_bad_data_folder():
     raise DatasetError("dataset source 'no_such_folder': no such folder")
 
 
-def test_a_worker_with_a_user_error_exits_2_with_one_line(tmp_path, capsys):
-    # one worker of a world of one, in this process: the error is printed, not raised
+def test_a_worker_with_a_user_error_exits_2_leaving_its_message(tmp_path, capsys):
+    """One worker of a world of one, in this process: the message is left for the launcher
+    (which prints it once, not once per process) and the worker exits 2."""
     url = f"file://{tmp_path / 'init'}"
-    args = (_fails_like_a_bad_data_folder, 1, 1, 0, url, (), USER_ERRORS)
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    args = (_fails_like_a_bad_data_folder, 1, 1, 0, url, (), USER_ERRORS, str(errors))
     with pytest.raises(SystemExit) as exit_info:
         _cpu_worker(0, *args)
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "error: dataset source 'no_such_folder': no such folder\n"
+    assert capsys.readouterr().err == ""
+    assert [p.read_text() for p in errors.iterdir()] == [
+        "dataset source 'no_such_folder': no such folder"
+    ]
     assert not torch.distributed.is_initialized()  # the process group was taken down
 
 
 @pytest.mark.parametrize("status", [1, 2])
-def test_launcher_exits_with_the_workers_status_without_traceback(tmp_path, monkeypatch, status):
-    """The workers printed their message and exited with `status`: train_net exits with it
-    (not torch's ProcessExitedException traceback)."""
+def test_launcher_prints_the_workers_error_once(tmp_path, monkeypatch, status):
+    """Both workers failed alike with `status`: train_net prints the lowest rank's message
+    once and exits with it (not torch's ProcessExitedException traceback)."""
 
     def workers_exit(*args, **kwargs):
+        error_dir = Path(kwargs["args"][7])
+        for rank in (1, 0):
+            (error_dir / f"{rank:05d}.txt").write_text(f"bad input seen by rank {rank}")
         raise mp.ProcessExitedException(
             f"process 1 terminated with exit code {status}", 1, 4242, status
         )
@@ -90,7 +100,7 @@ def test_launcher_exits_with_the_workers_status_without_traceback(tmp_path, monk
     out = tmp_path / "out"
     code, err = train_net(["--num-gpus", WORLD, *search_argv(out)])
     assert code == status
-    assert "Traceback" not in err and "error:" not in err  # the workers printed the message
+    assert err == "error: bad input seen by rank 0\n"
     assert not out.exists()
 
 

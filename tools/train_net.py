@@ -63,7 +63,9 @@ def cli(argv=None):
     except FloatingPointError as e:  # a non-finite loss (detectron2's message has 2 lines)
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-    except WorkerExit as e:  # a process of several printed its error and ended with e.status
+    except WorkerExit as e:  # a process of several ended with e.status and its error
+        if str(e):
+            print(f"error: {e}", file=sys.stderr)
         return e.status
     return 0
 

@@ -17,9 +17,11 @@ import datetime
 import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -30,6 +32,9 @@ from detectron2.engine import launch as d2_launch
 from detectron2.utils import comm
 
 logger = logging.getLogger(__name__)
+# torch's spawn logs each worker it stops after another one failed; that worker's own
+# one-line error (printed by the launcher) is what the user needs
+logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
 
 TIMEOUT = datetime.timedelta(minutes=30)
 #: The exit statuses of a worker that printed its error (a user error, a non-finite loss).
@@ -37,8 +42,8 @@ REPORTED_EXITS = (1, 2)
 
 
 class WorkerExit(Exception):
-    """A worker ended with `status` after printing its one-line error: the launcher exits with
-    that status, without a traceback of its own."""
+    """A worker ended with `status` and its one-line error (the message; empty when it left
+    none): the launcher prints it once and exits with that status, without a traceback."""
 
     def __init__(self, status, message):
         super().__init__(message)
@@ -71,10 +76,33 @@ def end_with_launcher(launcher_pid):
         threading.Thread(target=watch, name="end-with-launcher", daemon=True).start()
 
 
-def _gpu_worker_main(launcher_pid, main_func, *args):
+def _run_reporting_errors(main_func, args, user_errors, error_dir):
+    """`main_func(*args)` in a worker; a user error (status 2) or a non-finite loss (1) ends
+    the worker with its one-line message left in `error_dir` for the launcher to print once,
+    instead of one message per process. Anything else keeps its traceback."""
+    try:
+        return main_func(*args)
+    except (*user_errors, FloatingPointError) as e:
+        status = 1 if isinstance(e, FloatingPointError) else 2
+        rank = comm.get_rank()
+        with open(os.path.join(error_dir, f"{rank:05d}.txt"), "w") as f:
+            f.write(" ".join(str(e).split()))
+        sys.exit(status)
+
+
+def _reported_error(error_dir):
+    """The message of the lowest rank that left one (all ranks usually fail alike)."""
+    names = sorted(os.listdir(error_dir)) if os.path.isdir(error_dir) else []
+    for name in names:
+        with open(os.path.join(error_dir, name)) as f:
+            return f.read()
+    return ""
+
+
+def _gpu_worker_main(launcher_pid, main_func, user_errors, error_dir, *args):
     """detectron2's workers run this: tied to the launcher, then `main_func(*args)`."""
     end_with_launcher(launcher_pid)
-    return main_func(*args)
+    return _run_reporting_errors(main_func, args, user_errors, error_dir)
 
 
 def free_port():
@@ -105,6 +133,7 @@ def _cpu_worker(
     url,
     args,
     user_errors,
+    error_dir,
     launcher_pid=None,
 ):
     if launcher_pid is not None:
@@ -124,13 +153,7 @@ def _cpu_worker(
     _set_local_group(processes, machine_rank, num_machines)
     comm.synchronize()
     try:
-        main_func(*args)
-    except user_errors as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        _run_reporting_errors(main_func, args, user_errors, error_dir)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -152,10 +175,45 @@ def launch(
     processes use gloo over `dist_url` (tcp://host:port, "auto" or None: a free local port).
     """
     world = num_machines * num_processes
+    if world <= 1:
+        return d2_launch(main_func, 1, args=args)
+    error_dir = tempfile.mkdtemp(prefix="mobile_cv_nas-errors-")
+    try:
+        return _launch_workers(
+            main_func,
+            num_processes,
+            num_machines,
+            machine_rank,
+            dist_url,
+            args,
+            device,
+            tuple(user_errors),
+            error_dir,
+        )
+    except mp.ProcessExitedException as e:
+        if e.exit_code in REPORTED_EXITS:
+            raise WorkerExit(e.exit_code, _reported_error(error_dir)) from None
+        raise
+    finally:
+        shutil.rmtree(error_dir, ignore_errors=True)
+
+
+def _launch_workers(
+    main_func,
+    num_processes,
+    num_machines,
+    machine_rank,
+    dist_url,
+    args,
+    device,
+    user_errors,
+    error_dir,
+):
     use_cpu = torch.device(device).type == "cpu" or not torch.cuda.is_available()
-    if world <= 1 or not use_cpu:
-        if world > 1:  # detectron2 spawns the workers: tie them to this process
-            main_func = functools.partial(_gpu_worker_main, os.getpid(), main_func)
+    if not use_cpu:  # detectron2 spawns the workers: tie them to this process
+        main_func = functools.partial(
+            _gpu_worker_main, os.getpid(), main_func, user_errors, error_dir
+        )
         return d2_launch(
             main_func,
             num_processes,
@@ -168,25 +226,21 @@ def launch(
         if num_machines > 1:
             raise ValueError("--dist-url auto works on one machine only: give tcp://host:port.")
         dist_url = f"tcp://127.0.0.1:{free_port()}"
-    try:
-        mp.start_processes(
-            _cpu_worker,
-            nprocs=num_processes,
-            args=(
-                main_func,
-                num_processes,
-                num_machines,
-                machine_rank,
-                dist_url,
-                args,
-                tuple(user_errors),
-                os.getpid(),
-            ),
-            join=True,
-            daemon=False,
-            start_method="spawn",
-        )
-    except mp.ProcessExitedException as e:
-        if e.exit_code in REPORTED_EXITS:
-            raise WorkerExit(e.exit_code, str(e)) from None
-        raise
+    mp.start_processes(
+        _cpu_worker,
+        nprocs=num_processes,
+        args=(
+            main_func,
+            num_processes,
+            num_machines,
+            machine_rank,
+            dist_url,
+            args,
+            user_errors,
+            error_dir,
+            os.getpid(),
+        ),
+        join=True,
+        daemon=False,
+        start_method="spawn",
+    )
