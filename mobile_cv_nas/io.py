@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import shutil
 import sys
 import tempfile
@@ -146,6 +147,29 @@ def stage_write(path, write, mode="wb"):
         _remove(tmp)
         raise
     return tmp
+
+
+#: The names stage_write's temporaries get (mkstemp: prefix, 8 characters of
+#: [a-z0-9_], suffix), so that the next start of a writer finds the ones a crash left.
+_STAGED = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def remove_stray_temporaries(folder):
+    """Remove the temporaries (stage_write's names) that an interrupted write left in
+    `folder` (not its subfolders); returns their names, sorted. Only for a folder whose
+    writer holds it alone (a run's OUTPUT_DIR under its lock, a catalog during a publish): a
+    temporary of a write in progress would be removed too."""
+    try:
+        names = sorted(n for n in os.listdir(folder) if _STAGED.fullmatch(n))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    removed = []
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            _remove(path)
+            removed.append(name)
+    return removed
 
 
 def atomic_write(path, write, mode="wb"):

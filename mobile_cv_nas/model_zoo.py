@@ -343,6 +343,7 @@ def get(
         model = build_model(arch, num_classes=num_classes, norm=norm)
         target = model if num_classes in (None, arch.num_classes) else model.backbone
     if pretrained or weights is not None:
+        pinned_by = None
         if weights is None:
             if not info.get("weights"):
                 raise ValueError(
@@ -350,7 +351,16 @@ def get(
                     f"or pass weights=<path or URL>."
                 )
             weights = weights_location(info)
-            sha256 = sha256 or info["weights"].get("sha256")
-        load_checkpoint(target, weights, sha256=sha256, cache_dir=cache_dir, trusted=trusted)
+            if not sha256 and info["weights"].get("sha256"):
+                sha256 = info["weights"]["sha256"]
+                pinned_by = f"recorded in {os.path.join(info['catalog'], 'catalog.yaml')}"
+        load_checkpoint(
+            target,
+            weights,
+            sha256=sha256,
+            cache_dir=cache_dir,
+            trusted=trusted,
+            pinned_by=pinned_by,
+        )
     model.model_info = info
     return model

@@ -17,12 +17,21 @@ then staged beside their targets (mobile_cv_nas.io.stage_write, the first half o
 one atomic write: normal file modes) and moved into place with os.replace,
 catalog.yaml last, so a failure leaves no half-written file and the catalog never names a file
 that is not there. Comments in an existing catalog.yaml are not kept.
+
+Integrity: weights with a sha256 recorded beside them (what training runs write, see
+mobile_cv_nas.integrity) are published only if their bytes are the ones written; weights
+without one are published with a warning, as their content cannot be checked. The writes
+hold an exclusive lock on the catalog directory, under which the temporaries an interrupted
+publish left there (and in archs/, weights/) are removed and reported.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import fcntl
+import logging
 import os
 import re
 import shutil
@@ -42,13 +51,16 @@ from .arch import (
     parse_arch_def,
 )
 from .flops import count_flops
-from .io import DownloadError, local_path, sha256sum, stage_write
+from .integrity import hash_path, unrecorded_warning
+from .io import DownloadError, local_path, remove_stray_temporaries, sha256sum, stage_write
 from .validation import check_positive_int
 
 #: A model name: a letter or underscore, then letters, digits, `_` or `-` (it names files).
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 _METRICS = ("top1", "top5")
 _TARGET = "the catalog being published into"
+
+logger = logging.getLogger(__name__)
 
 
 class PublishError(ValueError):
@@ -189,10 +201,16 @@ def _load_weights(weights, name, arch):
     model = build_model(arch)
     try:
         # The user's own file (e.g. a training run's model_final.pth, which may pickle more than
-        # tensors), so trusted. Once published, its sha256 in the catalog pins it.
+        # tensors), so trusted; checked against the sha256 recorded beside it, if any. Once
+        # published, its sha256 in the catalog pins it.
         load_checkpoint(model, file, trusted=True)
     except CheckpointError as e:
         raise PublishError(f"Cannot publish {name!r}: {e}") from None
+    if not os.path.exists(hash_path(file)):
+        logger.warning(
+            unrecorded_warning(file, "Weights file")
+            + " The catalog pins the sha256 of the file as it is now."
+        )
     return file, model.eval()
 
 
@@ -249,6 +267,30 @@ class _AtomicWrites:
                 os.rmdir(directory)  # only when still empty
             except OSError:
                 pass
+
+
+@contextlib.contextmanager
+def _locked(directory):
+    """An exclusive lock (flock) on the catalog `directory` while it is written, so that a
+    second publish into it waits; under it, the temporaries that an interrupted publish left
+    are removed (none can be a write in progress) and reported."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        strays = []
+        for folder in ("", "archs", "weights"):
+            strays += [
+                os.path.join(folder, n)
+                for n in remove_stray_temporaries(os.path.join(directory, folder))
+            ]
+        if strays:
+            logger.warning(
+                f"Removed {len(strays)} temporary file(s) that an interrupted publish left in "
+                f"{directory}: {', '.join(strays)}."
+            )
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _catalog_yaml(data):
@@ -373,11 +415,12 @@ def publish_model(
     writes = _AtomicWrites()
     try:
         writes.makedirs(directory)
-        writes.text(arch_file, f"# {name}: published by mobile_cv_nas.publish\n{arch_text}")
-        if copy_weights:
-            writes.copy(weights_file, source, digest)
-        writes.text(catalog_file, _catalog_yaml(data))
-        writes.commit()
+        with _locked(directory):
+            writes.text(arch_file, f"# {name}: published by mobile_cv_nas.publish\n{arch_text}")
+            if copy_weights:
+                writes.copy(weights_file, source, digest)
+            writes.text(catalog_file, _catalog_yaml(data))
+            writes.commit()
     except BaseException:
         writes.rollback()
         raise

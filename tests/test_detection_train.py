@@ -3,6 +3,7 @@ configs/detection builds its model; Faster R-CNN FPN and C4 and RetinaNet train 
 iterations on a tiny COCO-format dataset (registered from the config, DATASETS.COCO_JSON) and
 are COCO-evaluated; --eval-only and --resume; bad input exits 2 writing nothing."""
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from engine_helpers import REPO_ROOT, train_net
+from engine_helpers import REPO_ROOT, one_line_error, train_net
 from PIL import Image
 
 from mobile_cv_nas import model_zoo
@@ -198,6 +199,29 @@ def test_train_and_evaluate(config, coco, tmp_path):
     resumed = json.loads((out / "metrics.json").read_text())
     assert resumed["iterations"] == 3 and COCO_AP_KEYS <= set(_ap(resumed))
     assert "Starting training from iteration 2" in (out / "log.txt").read_text()
+    _changed_checkpoint_is_refused(out, argv, eval_argv)
+
+
+def _changed_checkpoint_is_refused(out, argv, eval_argv):
+    """model_final.pth (what last_checkpoint names) has its sha256 beside it; with 400 bytes
+    changed, --resume and --eval-only refuse it in one line, writing nothing."""
+    final = out / "model_final.pth"
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
+    digest = hashlib.sha256(final.read_bytes()).hexdigest()
+    assert (out / "model_final.pth.sha256").read_text() == f"{digest}  model_final.pth\n"
+    data = bytearray(final.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 400] = bytes(400)
+    final.write_bytes(bytes(data))
+    status, err = train_net(["--resume", *argv, "SOLVER.MAX_ITER", "4"])
+    assert status == 2
+    line = one_line_error(err)
+    assert f"Checkpoint {str(final)!r} changed since it was written" in line
+    assert "The run cannot resume from it." in line and "last_checkpoint" in line
+    status, err = train_net(["--eval-only", *eval_argv[:-3], out / "ev", "MODEL.WEIGHTS", final])
+    assert status == 2
+    line = one_line_error(err)
+    assert "changed since it was written" in line and "Pass another file as MODEL.WEIGHTS" in line
+    assert not (out / "ev").exists()
 
 
 def _state(path):

@@ -230,8 +230,40 @@ def test_torn_last_checkpoint_is_refused_by_name(run_copy):
     status, err = train_net(["--resume", *search_argv(run_copy)])
     assert status == 2
     line = one_line_error(err)
-    assert str(last) in line and "truncated or corrupt" in line
+    assert str(last) in line and "changed since it was written" in line  # its sha256 tells
     assert snapshot(run_copy) == before  # no log, config, events or checkpoint written
+    # without its recorded sha256 (a run of an older version), torch.load tells
+    os.remove(f"{last}.sha256")
+    status, err = train_net(["--resume", *search_argv(run_copy)])
+    assert status == 2
+    line = one_line_error(err)
+    assert str(last) in line and "truncated or corrupt" in line
+
+
+def test_checkpoint_with_changed_bytes_is_refused_with_the_others(run_copy):
+    """The reporter's case: 400 bytes changed in the middle of the last checkpoint, which
+    torch.load reads without a word (see test_integrity), is refused by its sha256."""
+    last = run_copy / "checkpoint_final.pth"
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 400] = bytes(400)
+    last.write_bytes(bytes(data))
+    before = snapshot(run_copy)
+    status, err = train_net(["--resume", *search_argv(run_copy)])
+    assert status == 2
+    line = one_line_error(err)
+    assert f"Checkpoint {str(last)!r} changed since it was written" in line
+    assert "Other checkpoints there: checkpoint_0000008.pth, checkpoint_0000011.pth." in line
+    assert f"write its file name into {str(run_copy / 'last_checkpoint')!r}" in line
+    assert snapshot(run_copy) == before
+
+
+def test_last_checkpoint_naming_a_missing_file_is_one_line(run_copy):
+    (run_copy / "checkpoint_final.pth").rename(run_copy / "final.pth")
+    status, err = train_net(["--resume", *search_argv(run_copy)])
+    assert status == 2
+    line = one_line_error(err)
+    assert "checkpoint_final.pth', named in" in line and "is not a file" in line
+    assert "final.pth" in line.split("Other checkpoints there:")[1]
 
 
 def test_garbage_last_checkpoint_is_refused_by_name(run_copy):

@@ -2,6 +2,7 @@
 a finished search leaves, the same result from the same seed, and an exact --resume after a
 SIGKILL or an in-process stop between checkpoints."""
 
+import hashlib
 import json
 import math
 import os
@@ -130,6 +131,21 @@ def test_search_writes_pictures_and_names_its_last_checkpoint(run):
     os.umask(umask)
     for name in ("arch.yaml", "metrics.json", "checkpoint_final.pth", "last_checkpoint"):
         assert stat.S_IMODE(os.stat(run / name).st_mode) == 0o666 & ~umask, name
+
+
+def test_every_checkpoint_has_its_sha256_beside_it(run):
+    """Recorded when written (sha256sum's format); a checkpoint the schedule removed (keep 2)
+    took its sha256 file along."""
+    checkpoints = sorted(p.name for p in run.glob("*.pth"))
+    assert checkpoints == [
+        "checkpoint_0000008.pth",
+        "checkpoint_0000011.pth",
+        "checkpoint_final.pth",
+    ]
+    assert sorted(p.name for p in run.glob("*.sha256")) == [f"{n}.sha256" for n in checkpoints]
+    for name in checkpoints:
+        digest = hashlib.sha256((run / name).read_bytes()).hexdigest()
+        assert (run / f"{name}.sha256").read_text() == f"{digest}  {name}\n"
 
 
 def test_events_follow_the_temperature_schedule_per_epoch(run):

@@ -186,6 +186,7 @@ def test_downloaded_html_page_is_reported_as_not_a_checkpoint(served, tmp_path):
     msg = str(err.value)
     assert "HTML" in msg and "not a PyTorch checkpoint" in msg and "trusted" not in msg
     assert io.url_cache_path(url, tmp_path) in msg  # the cached file to delete
+    assert f"Delete the downloaded copy {io.url_cache_path(url, tmp_path)}" in msg
     assert_short(err.value)
 
 
@@ -225,8 +226,12 @@ def test_zoo_download_with_python_objects_is_refused_unless_trusted_or_pinned(
     pinned = model_zoo.get("FBNetV2_F1", pretrained=True, cache_dir=tmp_path)
     assert torch.equal(pinned.head.conv.bias, model.head.conv.bias)
     _catalog_with(monkeypatch, url, sha256="0" * 64)
-    with pytest.raises(CheckpointError, match="sha256"):
+    with pytest.raises(CheckpointError, match="sha256") as err:
         model_zoo.get("FBNetV2_F1", pretrained=True, cache_dir=tmp_path, trusted=True)
+    # a downloaded copy that is not the pinned file may be deleted and fetched again
+    cached = io.url_cache_path(url, tmp_path)
+    assert f"The downloaded copy {cached} of {url}" in str(err.value)
+    assert f"Delete {cached} to download it again" in str(err.value)
 
 
 def test_weights_file_follows_the_same_rule(served, tmp_path):

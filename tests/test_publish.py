@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import subprocess
@@ -12,10 +13,11 @@ import torch
 import yaml
 
 from mobile_cv_nas import model_zoo
-from mobile_cv_nas.arch import build_model, load_arch_def
+from mobile_cv_nas.arch import CheckpointError, build_model, load_arch_def
 from mobile_cv_nas.data_files import model_zoo_dir
 from mobile_cv_nas.flops import count_flops
-from mobile_cv_nas.io import sha256sum
+from mobile_cv_nas.integrity import write_with_hash
+from mobile_cv_nas.io import sha256sum, stage_write
 from mobile_cv_nas.model_zoo import CATALOGS_ENV, CatalogError, UnknownModelError
 from mobile_cv_nas.publish import PublishError, publish_model
 from mobile_cv_nas.search import Supernet, derive_arch
@@ -378,6 +380,87 @@ def test_empty_environment_variable_leaves_the_builtin_zoo_unchanged(monkeypatch
     assert before[1]["catalog"] == str(model_zoo_dir())
     assert model_zoo.catalog_dirs() == [str(model_zoo_dir())]
     assert model_zoo.get_arch_def("fbnetv2_f5").input_size == 256
+
+
+# --------------------------------------------------------------------------- integrity
+
+
+def change_bytes(path, count=400):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + count] = bytes(count)
+    path.write_bytes(bytes(data))
+
+
+def recorded_run(folder, model):
+    """A training run's folder as train_net leaves it: model_final.pth with its sha256 beside
+    it, and the checkpoint last_checkpoint names."""
+    folder.mkdir()
+    weights = folder / "model_final.pth"
+    write_with_hash(str(weights), lambda f: torch.save({"state_dict": model.state_dict()}, f))
+    write_with_hash(str(folder / "checkpoint_final.pth"), lambda f: torch.save({"model": {}}, f))
+    (folder / "last_checkpoint").write_text("checkpoint_final.pth")
+    return weights
+
+
+def test_weights_whose_bytes_changed_are_not_published(trained, tmp_path, caplog):
+    arch, model, _ = trained
+    weights = recorded_run(tmp_path / "run", model)
+    zoo = tmp_path / "zoo"
+    with caplog.at_level(logging.WARNING, logger="mobile_cv_nas.publish"):
+        publish_model("intact", arch, str(weights), zoo)
+    assert "sha256" not in caplog.text  # verified: no warning
+    change_bytes(weights)
+    before = snapshot(zoo)
+    with pytest.raises(PublishError) as err:
+        publish_model("changed", arch, str(weights), zoo)
+    msg = str(err.value)
+    assert msg.startswith("Cannot publish 'changed': ") and msg.count("\n") == 0
+    assert f"{str(weights)!r} changed since it was written" in msg
+    assert "Other checkpoints there: checkpoint_final.pth." in msg
+    assert "rerunning its command with --resume" in msg  # writes model_final.pth again
+    assert f"delete {str(weights)!r}" not in msg.lower()
+    assert snapshot(zoo) == before
+
+
+def test_weights_without_a_recorded_hash_are_published_with_a_warning(trained, tmp_path, caplog):
+    arch, _, weights = trained  # save_official: torch.save, no sha256 beside it
+    with caplog.at_level(logging.WARNING, logger="mobile_cv_nas.publish"):
+        entry = publish_model("unrecorded", arch, weights, tmp_path / "zoo")
+    assert f"Weights file {weights!r} has no recorded sha256" in caplog.text
+    assert "pins the sha256 of the file as it is now" in caplog.text
+    assert entry["weights"]["sha256"] == sha256sum(weights)
+
+
+def test_a_publish_removes_what_an_interrupted_one_left(trained, tmp_path, caplog):
+    arch, _, weights = trained
+    zoo = tmp_path / "zoo"
+    publish_model("first", arch, weights, zoo)
+    strays = [
+        stage_write(str(zoo / "weights" / "second.pth"), lambda f: f.write(b"half")),
+        stage_write(str(zoo / "catalog.yaml"), lambda f: f.write(b"models: {}")),
+    ]
+    with caplog.at_level(logging.WARNING, logger="mobile_cv_nas.publish"):
+        publish_model("second", arch, weights, zoo)
+    assert not any(os.path.exists(p) for p in strays)
+    assert f"Removed 2 temporary file(s) that an interrupted publish left in {zoo}" in caplog.text
+    assert os.path.join("weights", os.path.basename(strays[0])) in caplog.text
+    assert sorted(os.listdir(zoo / "weights")) == ["first.pth", "second.pth"]
+
+
+def test_a_changed_local_catalog_file_is_not_called_a_corrupt_download(trained, tmp_path):
+    """A local catalog file may be the only copy: a sha256 mismatch says it changed since it
+    was published, never to delete it and download it again."""
+    arch, _, weights = trained
+    zoo = tmp_path / "zoo"
+    publish_model("local", arch, weights, zoo)
+    model_zoo.add_catalog(zoo)
+    change_bytes(zoo / "weights" / "local.pth")
+    with pytest.raises(CheckpointError) as err:
+        model_zoo.get("local", pretrained=True)
+    msg = str(err.value)
+    assert str(zoo / "weights" / "local.pth") in msg and "changed since it was published" in msg
+    assert f"recorded in {zoo / 'catalog.yaml'}" in msg and "--overwrite" in msg
+    assert "delete" not in msg.lower() and "corrupt" not in msg and msg.count("\n") == 0
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -4,13 +4,18 @@ name from the zoo; its accuracy on the subset's val split, computed here from th
 input settings, is the run's val_top1, and `train_net --eval-only ... MODEL.WEIGHTS zoo`
 reports it too. With EMA the published (and evaluated) weights are the average's."""
 
+import contextlib
+import hashlib
+import io
 import json
+import os
 
 import pytest
 import torch
 from engine_helpers import (
     SUBSET_DATA,
     TRAIN_CONFIG,
+    one_line_error,
     tool,
     train_net,
 )
@@ -19,6 +24,7 @@ from mobile_cv_nas import model_zoo
 from mobile_cv_nas.arch import build_model, load_arch_def
 from mobile_cv_nas.data import build_classification_dataset, build_eval_loader, eval_transform
 from mobile_cv_nas.engine.classification_trainer import ClassificationTrainer
+from mobile_cv_nas.io import stage_write
 
 TRAIN_ITERS = 30
 
@@ -93,11 +99,16 @@ def _train_publish_load(tmp_path, catalog, arch, name, *extra):
 
 def _eval_only(tmp_path, name):
     out = tmp_path / "eval"
+    # what a killed run's write leaves: removed at the next start, and reported
+    stray = stage_write(str(out / "metrics_eval.json"), lambda f: f.write(b"{"))
     argv = ["--eval-only", "--config-file", TRAIN_CONFIG, *SUBSET_DATA]
     status, err = train_net(
         [*argv, "MODEL.MOBILE_CV_NAS.ARCH", name, "MODEL.WEIGHTS", "zoo", "OUTPUT_DIR", out]
     )
     assert status == 0, err
+    assert not os.path.exists(stray)
+    removed = f"Removed 1 temporary file(s) that an interrupted write left in {out}: "
+    assert removed + os.path.basename(stray) in (out / "log.txt").read_text()
     with open(out / "metrics_eval.json") as f:
         return json.load(f)
 
@@ -123,6 +134,32 @@ def test_train_publish_zoo(tmp_path, catalog, searched_arch):
     searched = load_arch_def(searched_arch)
     assert info["resolution"] == searched.input_size
     assert [b.op for b in model.arch_def.blocks()] == [b.op for b in searched.blocks()]
+    _changed_weights_are_refused(out, name)
+
+
+def _changed_weights_are_refused(out, name):
+    """The run's model_final.pth has its sha256 beside it; with 400 bytes changed it is
+    neither published nor evaluated (one line, exit status 2)."""
+    weights = out / "model_final.pth"
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert (out / "model_final.pth.sha256").read_text() == f"{digest}  model_final.pth\n"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 400] = bytes(400)
+    weights.write_bytes(bytes(data))
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        argv = ["--name", f"{name}_changed", "--catalog", str(out / "zoo"), "--run", str(out)]
+        assert tool("publish_model").main(argv) == 2
+    line = one_line_error(err.getvalue())
+    assert f"{str(weights)!r} changed since it was written" in line
+    assert "Other checkpoints there: checkpoint_0000019.pth, checkpoint_0000029.pth, " in line
+    argv = ["--eval-only", "--config-file", TRAIN_CONFIG, *SUBSET_DATA, "OUTPUT_DIR", out / "ev"]
+    status, err = train_net(
+        [*argv, "MODEL.MOBILE_CV_NAS.ARCH", out / "arch.yaml"] + ["MODEL.WEIGHTS", weights]
+    )
+    assert status == 2
+    assert "changed since it was written" in one_line_error(err)
+    assert not (out / "ev").exists() and not (out / "zoo").exists()
 
 
 def test_train_publish_zoo_with_ema(tmp_path, catalog, searched_arch):

@@ -19,6 +19,7 @@ Errors are one message and exit status 2. See mobile_cv_nas/publish.py.
 
 import argparse
 import json
+import logging
 import os
 import shlex
 import sys
@@ -161,6 +162,8 @@ def publish(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    # publish_model's warnings (weights without a recorded sha256, leftovers removed)
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     try:
         entry = publish(args)
     except (UsageError, PublishError, CatalogError, ArchDefError, CheckpointError, OSError) as e:

@@ -9,8 +9,10 @@ either side, as torch's own loaders allow.
 
 A checkpoint is data, so it is read with `weights_only=True`; a file that also pickles other
 Python objects (whose unpickling runs code) is read fully only when the caller trusts it
-(`trusted=True`) or pinned its sha256. Every failure is one short CheckpointError naming the
-file and the fix, without the chained traceback of the underlying error.
+(`trusted=True`) or pinned its sha256. A local file with a sha256 recorded beside it (what
+training runs write, mobile_cv_nas.integrity) is checked against it. Every failure is one
+short CheckpointError naming the file and the fix, without the chained traceback of the
+underlying error; only a downloaded copy in the cache is ever said to be deleted.
 """
 
 import collections
@@ -20,6 +22,7 @@ import re
 import torch
 from torch.serialization import MAGIC_NUMBER, get_unsafe_globals_in_checkpoint
 
+from ..integrity import other_checkpoints, verify_hash
 from ..io import DownloadError, local_path, sha256sum
 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save since torch 1.6
@@ -42,10 +45,42 @@ def _described(path, file):
     return repr(path) if str(path) == str(file) else f"{path!r} ({file})"
 
 
+def _downloaded(path):
+    """Whether `path` is an URL whose file is a downloaded copy in the cache (one that can be
+    deleted and fetched again), not the user's own file."""
+    return str(path).startswith(("http://", "https://"))
+
+
 def _corrupt(path, file, why="is truncated, corrupt or not a PyTorch checkpoint"):
+    if _downloaded(path):
+        fix = f"Delete the downloaded copy {file} to download it again, or pass another file."
+    else:
+        fix = "Pass another file, or restore this one from where it came from."
+    return CheckpointError(f"Checkpoint {_described(path, file)} {why}. {fix}")
+
+
+def _pin_mismatch(path, file, actual, expected, pinned_by):
+    """The error for a file whose sha256 is not the pinned one. A downloaded copy may be
+    deleted and fetched again; a local file may be the user's only copy, so it changed since
+    it was published (or pinned), and nothing tells to delete it."""
+    by = f" ({pinned_by})" if pinned_by else ""
+    if _downloaded(path):
+        return CheckpointError(
+            f"The downloaded copy {file} of {path} has sha256 {actual}, expected {expected}{by}: "
+            f"the download is corrupt or the file at that URL changed. Delete {file} to "
+            f"download it again."
+        )
+    if pinned_by:
+        return CheckpointError(
+            f"Weights file {_described(path, file)} changed since it was published: its sha256 "
+            f"is now {actual}, expected {expected}{by}. It was not loaded and was left as it "
+            f"is. Restore the published file (from a backup, or from where it was uploaded), "
+            f"or, if its new content is intended, publish it again (--overwrite) to pin its "
+            f"new sha256."
+        )
     return CheckpointError(
-        f"Checkpoint {_described(path, file)} {why}. Delete it and download it again, or pass "
-        f"another file."
+        f"Weights file {_described(path, file)} changed since its sha256 was pinned: it is now "
+        f"{actual}, expected {expected}. It was not loaded and was left as it is."
     )
 
 
@@ -98,9 +133,29 @@ def _load(path, file, allow_pickle):
         raise _corrupt(path, file) from None
 
 
-def fetch_checkpoint(path, sha256=None, cache_dir=None):
+def _run_hint(file):
+    """How to get a run's results back when one of its files changed: its folder holds
+    `last_checkpoint`, naming another checkpoint than `file`."""
+    folder = os.path.dirname(os.path.abspath(file))
+    try:
+        with open(os.path.join(folder, "last_checkpoint")) as f:
+            last = f.read().strip()
+    except OSError:
+        return ""
+    if not last or last == os.path.basename(file):
+        return ""
+    return (
+        f" This is a run's folder: rerunning its command with --resume continues from its "
+        f"last checkpoint ({last}) and writes its results again."
+    )
+
+
+def fetch_checkpoint(path, sha256=None, cache_dir=None, pinned_by=None):
     """The local file of checkpoint `path` (a URL is downloaded into the cache once),
-    checked against `sha256` when given; CheckpointError with the fix otherwise."""
+    checked against `sha256` when given (`pinned_by` says who recorded it, e.g. a catalog,
+    for the message), and against the sha256 recorded beside it when the file has one
+    (mobile_cv_nas.integrity: what training runs write); CheckpointError with the fix
+    otherwise."""
     try:
         file = local_path(path, cache_dir=cache_dir)
     except DownloadError as e:
@@ -115,20 +170,20 @@ def fetch_checkpoint(path, sha256=None, cache_dir=None):
     if sha256:
         actual = sha256sum(file)
         if actual != sha256:
-            raise CheckpointError(
-                f"Checkpoint {_described(path, file)} has sha256 {actual}, expected {sha256}. "
-                f"The download is corrupt or the file was replaced: delete it and retry."
-            )
+            raise _pin_mismatch(path, file, actual, sha256, pinned_by)
+    if not _downloaded(path):
+        hint = f"{other_checkpoints(file)}{_run_hint(file)}"
+        verify_hash(file, CheckpointError, "Checkpoint", hint)
     return file
 
 
-def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False):
+def read_checkpoint_state_dict(path, sha256=None, cache_dir=None, trusted=False, pinned_by=None):
     """The model weights of an official-format checkpoint at `path` (local path or URL).
 
     Only tensors and plain containers are unpickled, unless the file needs more and either
     `trusted` is set or `sha256` pins it (a mismatching sha256 is an error in any case).
     """
-    file = fetch_checkpoint(path, sha256=sha256, cache_dir=cache_dir)
+    file = fetch_checkpoint(path, sha256=sha256, cache_dir=cache_dir, pinned_by=pinned_by)
     data = _load(path, file, allow_pickle=trusted or bool(sha256))
     return extract_state_dict(data, source=path)
 
@@ -206,12 +261,13 @@ def check_state_dict(model, state_dict, source="checkpoint"):
     return state_dict
 
 
-def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None, trusted=False):
+def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None, trusted=False, pinned_by=None):
     """Load an official-format checkpoint (path, URL or state dict) into `model`, strictly.
 
     A backbone (a model with `stages` but no `backbone`) takes the `backbone.` weights and
-    ignores the classifier head. `sha256` pins the file; `trusted` (or a pinned sha256)
-    allows a file that pickles Python objects besides tensors.
+    ignores the classifier head. `sha256` pins the file (`pinned_by`, e.g. "the catalog
+    <file>", names who recorded it in the message of a mismatch); `trusted` (or a pinned
+    sha256) allows a file that pickles Python objects besides tensors.
     """
     if isinstance(checkpoint, dict):
         source = "state dict"
@@ -219,7 +275,7 @@ def load_checkpoint(model, checkpoint, sha256=None, cache_dir=None, trusted=Fals
     else:
         source = os.fspath(checkpoint)
         state_dict = read_checkpoint_state_dict(
-            source, sha256=sha256, cache_dir=cache_dir, trusted=trusted
+            source, sha256=sha256, cache_dir=cache_dir, trusted=trusted, pinned_by=pinned_by
         )
     if not hasattr(model, "backbone") and hasattr(model, "stages"):
         state_dict = collections.OrderedDict(

@@ -35,8 +35,12 @@ def zoo_weights_file(name, cache_dir=None):
             f"zoo model or a checkpoint file as MODEL.WEIGHTS."
         )
     try:
+        catalog = os.path.join(info["catalog"], "catalog.yaml")
         return fetch_checkpoint(
-            model_zoo.weights_location(info), sha256=weights.get("sha256"), cache_dir=cache_dir
+            model_zoo.weights_location(info),
+            sha256=weights.get("sha256"),
+            cache_dir=cache_dir,
+            pinned_by=f"recorded in {catalog}",
         )
     except CheckpointError as e:
         raise CheckpointError(f"{ZOO_PREFIX}{name}: {e}") from None

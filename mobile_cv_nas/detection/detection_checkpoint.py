@@ -1,15 +1,24 @@
 """The detection checkpointer: detectron2's DetectionCheckpointer that also reads classification
 checkpoints (official format or bare, from a path, URL or fbnet_zoo://) and converts them onto
 the FBNet stages of the model (classification_loading.py). Detection checkpoints load as usual.
-Trainers use it in place of DetectionCheckpointer for MODEL.WEIGHTS.
+Trainers use it in place of DetectionCheckpointer for MODEL.WEIGHTS and for their checkpoints.
+
+Its checkpoints (model_XXXXXXX.pth, model_final.pth) are written atomically with their sha256
+beside them (mobile_cv_nas.integrity; fvcore writes them in place, and a kill mid-write left a
+torn file that `last_checkpoint` named), and a file with a recorded sha256 is checked against
+it when it is loaded (--resume, MODEL.WEIGHTS): one whose bytes changed is refused by name.
 """
 
 import logging
+import os
 import pickle
 
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..arch.checkpoint import CheckpointError
+from ..integrity import other_checkpoints, unrecorded_warning, verify_hash, write_with_hash
+from ..io import atomic_write
 from . import catalog  # noqa: F401  (registers fbnet_zoo://)
 from .classification_loading import classification_weights, convert_classification_state_dict
 
@@ -24,6 +33,44 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
     (convert_classification_state_dict). `conversion_report` is the last ConversionReport."""
 
     conversion_report = None
+    _resuming = False
+
+    def save(self, name, **kwargs):
+        """fvcore's save (the model, the checkpointables and `kwargs` in `<name>.pth`), written
+        atomically with its sha256 recorded beside it before `last_checkpoint` names it."""
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        write_with_hash(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+
+    def resume_or_load(self, path, *, resume=True):
+        self._resuming = resume and self.has_checkpoint()
+        try:
+            return super().resume_or_load(path, resume=resume)
+        finally:
+            self._resuming = False
+
+    def _way_out(self, path):
+        """The other checkpoints beside `path` and what to do, for the messages refusing it."""
+        others = other_checkpoints(path)
+        if self._resuming:
+            last = os.path.join(self.save_dir, "last_checkpoint")
+            return (
+                f"{others} To resume from another one, write its file name into {last!r}; or "
+                f"start over without --resume in a new OUTPUT_DIR."
+            )
+        return f"{others} Pass another file as MODEL.WEIGHTS."
 
     def load(self, path, *args, **kwargs):
         """DetectionCheckpointer.load, left usable when it raises: detectron2 after 0.6 keeps
@@ -31,6 +78,12 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
         a load and resets it only after a successful one, so without the reset here one
         failed load (an unknown fbnet_zoo:// name, a checkpoint of another arch) would make
         every later load fail with a bare AssertionError."""
+        if self._resuming and not os.path.isfile(path):  # fvcore asserts
+            raise CheckpointError(
+                f"Checkpoint {path!r}, named in "
+                f"{os.path.join(self.save_dir, 'last_checkpoint')!r}, is not a file, so the run "
+                f"cannot resume.{self._way_out(path)}"
+            )
         try:
             return super().load(path, *args, **kwargs)
         finally:
@@ -38,9 +91,18 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
                 self._parsed_url_during_load = None
 
     def _load_file(self, filename):
+        refused = " The run cannot resume from it." if self._resuming else ""
+        hint = refused + self._way_out(filename)
+        verified = verify_hash(filename, CheckpointError, "Checkpoint", hint)
+        if not verified and self._resuming:
+            self.logger.warning(unrecorded_warning(filename) + " Resuming from it unverified.")
         try:
             loaded = super()._load_file(filename)
-        except pickle.UnpicklingError as e:  # torch.load(weights_only=True) refused it
+        except pickle.UnpicklingError as e:
+            if "Unsupported global" not in str(e):  # not torch.load(weights_only=True)'s refusal
+                raise CheckpointError(
+                    f"Checkpoint {filename!r} is corrupt or not a PyTorch checkpoint.{hint}"
+                ) from None
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise CheckpointError(
                 f"Checkpoint {filename!r} pickles Python objects besides tensors, which are "
@@ -48,6 +110,10 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
                 f"alone: model_zoo.get(name, pretrained=True, trusted=True) or "
                 f"mobile_cv_nas.arch.read_checkpoint_state_dict(path, trusted=True), then "
                 f'torch.save({{"state_dict": state_dict}}, new_path).'
+            ) from None
+        except Exception as e:
+            raise CheckpointError(
+                f"Checkpoint {filename!r} is truncated or corrupt ({type(e).__name__}).{hint}"
             ) from None
         weights = classification_weights(loaded.get("model"))
         if weights is None:

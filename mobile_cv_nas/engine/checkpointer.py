@@ -5,8 +5,10 @@ fvcore's Checkpointer writes the file in place, so a kill mid-write leaves a tor
 `last_checkpoint` may already point to, and it loads model weights leniently (missing keys
 are only logged). Here every file is written to a temporary name and renamed into place
 (a reader sees the old file or the new one, never half of one), `last_checkpoint` is
-updated the same way after the file is complete, and a file that does not load or does not
-fit the model is a CheckpointError naming it and the way out.
+updated the same way after the file is complete and its sha256 is recorded beside it
+(mobile_cv_nas.integrity). A file whose bytes changed since it was written, that does not load
+or does not fit the model is a CheckpointError naming it, the other checkpoints and the way
+out.
 """
 
 import os
@@ -16,6 +18,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer
 
 from ..arch.checkpoint import CheckpointError
+from ..integrity import unrecorded_warning, verify_hash, write_with_hash
 from ..io import atomic_write
 
 LAST = "last_checkpoint"
@@ -41,7 +44,8 @@ def _as_tuple(value):
 
 
 class AtomicCheckpointer(Checkpointer):
-    """fvcore's Checkpointer with atomic writes, strict loads, clear errors and RNG state."""
+    """fvcore's Checkpointer with atomic writes, recorded hashes, strict loads, clear errors
+    and RNG state."""
 
     def save(self, name, **kwargs):
         if not self.save_dir or not self.save_to_disk:
@@ -54,7 +58,7 @@ class AtomicCheckpointer(Checkpointer):
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
         self.logger.info(f"Saving checkpoint to {path}")
-        atomic_write(path, lambda f: torch.save(data, f))
+        write_with_hash(path, lambda f: torch.save(data, f))
         self.tag_last_checkpoint(basename)
 
     def tag_last_checkpoint(self, last_filename_basename):
@@ -69,15 +73,23 @@ class AtomicCheckpointer(Checkpointer):
         )
         return f" Other checkpoints there: {', '.join(others)}." if others else ""
 
+    def _way_out(self):
+        return (
+            f" To resume from another one, write its file name into "
+            f"{os.path.join(self.save_dir, LAST)!r}; or start over without --resume in a new "
+            f"OUTPUT_DIR."
+        )
+
     def _load_file(self, f):
+        hint = f" The run cannot resume from it.{self._others(f)}{self._way_out()}"
+        if not verify_hash(f, CheckpointError, "Checkpoint", hint):
+            self.logger.warning(unrecorded_warning(f) + " Resuming from it unverified.")
         try:
             data = torch.load(f, map_location=torch.device("cpu"), weights_only=True)
         except Exception as e:
             raise CheckpointError(
                 f"Checkpoint {f!r} is truncated or corrupt ({type(e).__name__}), so the run "
-                f"cannot resume from it.{self._others(f)} To resume from another one, write "
-                f"its file name into {os.path.join(self.save_dir, LAST)!r}; or start over "
-                f"without --resume in a new OUTPUT_DIR."
+                f"cannot resume from it.{self._others(f)}{self._way_out()}"
             ) from None
         if not isinstance(data, dict) or "model" not in data:
             raise CheckpointError(
@@ -98,6 +110,14 @@ class AtomicCheckpointer(Checkpointer):
         return None
 
     def load(self, path, checkpointables=None):
+        if path and not os.path.isfile(path):  # fvcore asserts
+            last = os.path.join(self.save_dir, LAST)
+            named = f"Checkpoint {path!r}, named in {last!r}, is not a file"
+            if not os.path.basename(path):
+                named = f"{last!r} names no checkpoint"
+            raise CheckpointError(
+                f"{named}, so the run cannot resume.{self._others(path)}{self._way_out()}"
+            )
         checkpoint = super().load(path, checkpointables)
         if checkpointables is None and "rng" in checkpoint:
             set_rng_state(checkpoint.pop("rng"))

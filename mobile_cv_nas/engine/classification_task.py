@@ -14,6 +14,7 @@ from ..arch import build_model, load_checkpoint
 from ..config import resolve_arch
 from ..data import build_eval_loader, eval_transform, train_transform
 from ..flops import count_flops
+from ..integrity import write_with_hash
 from ..io import atomic_write, write_json
 from .classification_trainer import ClassificationTrainer
 from .data import build_datasets, check_resize, per_process_batch
@@ -173,7 +174,7 @@ def run_train(cfg, args):
             "state_dict": trainer.module.state_dict(),
             "model_ema": trainer.ema.ema_state() if trainer.ema is not None else None,
         }
-        atomic_write(os.path.join(out, "model_final.pth"), lambda f: torch.save(official, f))
+        write_with_hash(os.path.join(out, "model_final.pth"), lambda f: torch.save(official, f))
         atomic_write(os.path.join(out, "arch.yaml"), lambda f: f.write(trained.to_yaml()), "w")
         write_json(os.path.join(out, "metrics.json"), metrics)
         logger.info(

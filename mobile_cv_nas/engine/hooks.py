@@ -3,11 +3,14 @@ checkpoints, and an exponential moving average of the weights."""
 
 import copy
 import logging
+import os
 import sys
 
 import torch
 from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
+
+from ..integrity import remove_hash
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,8 @@ class CheckpointHook(hooks.PeriodicCheckpointer):
 
     Nothing is saved after a failed iteration (a non-finite loss, an exception skips the
     iteration's after_step): the last good checkpoint stays the one `last_checkpoint` names.
-    The checkpointer (AtomicCheckpointer) writes each file atomically.
+    The checkpointer (AtomicCheckpointer) writes each file atomically, with its sha256 beside
+    it; a checkpoint fvcore's schedule removes takes its sha256 file along.
     """
 
     def __init__(self, checkpointer, period, keep=2):
@@ -59,7 +63,11 @@ class CheckpointHook(hooks.PeriodicCheckpointer):
         done = int(iteration) + 1
         if done % self.period == 0 or done >= self.max_iter:  # a save is due
             self._check_finite(iteration)
+        kept = list(self.recent_checkpoints)
         super().step(iteration, **kwargs)
+        for path in kept:
+            if path not in self.recent_checkpoints and not os.path.exists(path):
+                remove_hash(path)
 
     def after_step(self):
         if comm.is_main_process():  # the only process that writes (and deletes) checkpoints
