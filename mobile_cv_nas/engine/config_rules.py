@@ -220,7 +220,7 @@ RULES = {
     # ---- detectron2's keys the tasks read
     "VERSION": any_value,
     "SEED": int_at_least(-1),  # -1: a random seed, drawn once and saved in config.yaml
-    "OUTPUT_DIR": non_empty_text,  # run_config.check_output_path
+    "OUTPUT_DIR": text,  # run_config.check_output_path (its message for an empty one)
     "CUDNN_BENCHMARK": boolean,
     "VIS_PERIOD": non_negative_int,
     "GLOBAL.HACK": any_value,

@@ -169,6 +169,13 @@ def run_benchmark(opts):
     out = opts["output"]
     data = data_overrides(opts["data"])
     common = [*data, *opts["overrides"]]
+    # a train run refuses NAS.* keys (it does not read them): the searches' only
+    train_common = [
+        x
+        for key, value in zip(common[::2], common[1::2], strict=True)
+        if not str(key).startswith("NAS.")
+        for x in (key, value)
+    ]
     mode_opts = {mode: sampling_overrides(mode) for mode in opts["modes"]}
     seeds = [opts["seed"] + i for i in range(opts["searched_seeds"])]
     random_seeds = [opts["seed"] + i for i in range(opts["random_seeds"])]
@@ -253,7 +260,7 @@ def run_benchmark(opts):
                     f"{label}_{name}_s{seed}",
                     os.path.join(out, "runs"),
                     opts["train_config"],
-                    [*common, "SEED", seed, "MODEL.MOBILE_CV_NAS.ARCH", arch_path],
+                    [*train_common, "SEED", seed, "MODEL.MOBILE_CV_NAS.ARCH", arch_path],
                     build_train,
                     arch=costed.arch,
                     stem=f"s{seed}",  # equal arch and seed: one run, shared by points

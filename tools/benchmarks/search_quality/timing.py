@@ -38,6 +38,7 @@ import torch
 from detectron2.utils.events import EventStorage
 
 from mobile_cv_nas.arch import build_model, parse_arch_def
+from mobile_cv_nas.engine import new_config
 from mobile_cv_nas.engine.classification_trainer import ClassificationTrainer
 from mobile_cv_nas.engine.search_trainer import SearchTrainer
 from mobile_cv_nas.flops import count_flops
@@ -154,6 +155,19 @@ def _largest_arch(supernet):
     return parse_arch_def(arch)
 
 
+def _as_train(search_cfg, arch_path, output_dir):
+    """The search's config as a train run of `arch_path`: the same data, batch and solver;
+    the NAS keys (which a train run refuses when set) back at their defaults."""
+    cfg = search_cfg.clone()
+    cfg.defrost()
+    cfg.TASK = "train"
+    cfg.MODEL.MOBILE_CV_NAS.ARCH = arch_path
+    cfg.OUTPUT_DIR = output_dir
+    cfg.NAS = new_config().NAS
+    cfg.freeze()
+    return cfg
+
+
 def time_modes(config_file, opts, mode_opts, iters=20, warmup=3):
     """Medians of a search iteration and of its weight step per sampling mode, and of a
     training iteration of the space's largest candidate, alternated in this process; peak
@@ -162,7 +176,7 @@ def time_modes(config_file, opts, mode_opts, iters=20, warmup=3):
     if iters < 1 or warmup < 0:
         raise ValueError(f"Need iters >= 1 and warmup >= 0, got {iters} and {warmup}.")
     scratch = tempfile.mkdtemp(prefix="search_quality_timing_")
-    build_search, build_train = config_builder("search"), config_builder("train")
+    build_search = config_builder("search")
     # long enough a schedule for the steps timed (the LR schedule does not change the cost)
     long = ["SOLVER.EPOCHS", 10 * (iters + warmup + 2)]
     try:
@@ -177,9 +191,8 @@ def time_modes(config_file, opts, mode_opts, iters=20, warmup=3):
         largest_path = os.path.join(scratch, "largest.yaml")
         with open(largest_path, "w") as f:
             f.write(largest.to_yaml())
-        o = [*opts, *long, "TASK", "train", "MODEL.MOBILE_CV_NAS.ARCH", largest_path]
-        o += ["OUTPUT_DIR", os.path.join(scratch, "train")]
-        train_cfg = build_train(config_file, o)
+        o = [*opts, *long, "OUTPUT_DIR", os.path.join(scratch, "train")]
+        train_cfg = _as_train(cfg, largest_path, os.path.join(scratch, "train"))
         plain = capture_trainer(ClassificationTrainer, train_cfg, engine_args(config_file, o))
         plain.iter = plain.start_iter = 0
         times = {m: {"search": [], "weight": []} for m in searches}
