@@ -58,6 +58,11 @@ def _cases(root):
         "bad flag value": ("train_net", ["--num-gpus", "two", *search]),
         "zero processes": ("train_net", ["--num-gpus", "0", *search]),
         "batch not divisible": ("train_net", ["--num-gpus", "3", *search]),
+        "machine rank out of range": (
+            "train_net",
+            ["--num-machines", "2", "--machine-rank", "2", *search],
+        ),
+        "bad dist url": ("train_net", ["--num-gpus", "2", "--dist-url", "localhost", *search]),
         "eval without weights": ("train_net", ["--eval-only", *train]),
         "eval weights missing": (
             "train_net",
@@ -87,6 +92,12 @@ def _cases(root):
     _write(d / "out" / "config.yaml", "TASK: search\n")
     _write(d / "out" / "last_checkpoint", "checkpoint_0000009.pth")
     cases["another run there"] = ("train_net", [*search, "OUTPUT_DIR", "OUT"])
+    d = folder("resume without the runs config")
+    _write(d / "out" / "last_checkpoint", "checkpoint_0000009.pth")
+    cases["resume without the runs config"] = (
+        "train_net",
+        ["--resume", *search, "OUTPUT_DIR", "OUT"],
+    )
     d = folder("resume with another lr")
     from mobile_cv_nas.engine import parse_args, setup_cfg
 

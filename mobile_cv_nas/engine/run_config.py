@@ -151,6 +151,18 @@ def check_processes(cfg, args):
             f"--num-gpus {per_machine} --num-machines {machines}: both must be >= 1 (the "
             f"processes per machine, and the machines)."
         )
+    rank = getattr(args, "machine_rank", 0)
+    if not 0 <= rank < machines:
+        raise ConfigError(
+            f"--machine-rank {rank} with --num-machines {machines}: the rank of this machine "
+            f"must be in 0..{machines - 1}."
+        )
+    url = getattr(args, "dist_url", "auto") or "auto"
+    if url != "auto" and not re.fullmatch(r"(tcp://[^\s:/]+:\d{1,5}|file://\S+|env://)", url):
+        raise ConfigError(
+            f"--dist-url {url!r}: use auto (one machine), tcp://HOST:PORT (the address of "
+            f"machine 0), or file://PATH."
+        )
     world = per_machine * machines
     batch = cfg.SOLVER.IMS_PER_BATCH
     if not getattr(args, "eval_only", False) and batch > 0 and batch % world:
@@ -358,7 +370,12 @@ def _check_output_dir(cfg, resume, args):
         )
     saved_path = os.path.join(out, "config.yaml")
     if not os.path.exists(saved_path):
-        return
+        raise OutputDirError(
+            f"--resume: OUTPUT_DIR {out!r} holds a run ({', '.join(found[:5])}) but not its "
+            f"config.yaml, so it cannot be checked that this is the same run. Put the config "
+            f"the run started with back as {saved_path!r}, or start a new run in a new "
+            f"OUTPUT_DIR."
+        )
     saved = new_config()
     saved.set_new_allowed(True)
     try:
