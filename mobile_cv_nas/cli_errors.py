@@ -1,6 +1,7 @@
-"""Command-line mistakes as one line: argparse prints its whole usage block before the error,
-which buries the one thing wrong; the tools print `error: ...` (with where to find the usage)
-and exit with status 2, as every other user error of the project does."""
+"""Errors as one line on the command line: argparse prints its whole usage block before the
+error and parsers print multi-line reports, which bury the one thing wrong; the tools print
+`error: ...` on one line and exit with status 2, as every other user error of the project
+does."""
 
 import sys
 
@@ -14,3 +15,9 @@ def one_line_usage_errors(parser):
 
     parser.error = error
     return parser
+
+
+def one_line(error):
+    """An error's message of several lines (a YAML parser's, a download's, detectron2's NaN
+    report) as the one line the tools print."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())

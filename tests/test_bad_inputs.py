@@ -46,6 +46,13 @@ def _cases(root):
         "eval period -1": ("train_net", [*search, "TEST.EVAL_PERIOD", "-1"]),
         "string for a float": ("train_net", [*search, "SOLVER.BASE_LR", "fast"]),
         "unknown task": ("train_net", [*search, "TASK", "distill"]),
+        "not a device": ("train_net", [*search, "MODEL.DEVICE", "tpu"]),
+        "seed too large": ("train_net", [*search, "SEED", str(2**40)]),
+        "whole run is warm-up": (
+            "train_net",
+            [*search, "SOLVER.WARMUP_ITERS", "100000", "SOLVER.WARMUP_FACTOR", "0.1"],
+        ),
+        "input below the arch's stride": ("train_net", [*train, *ZOO_ARCH, "DATA.RESOLUTION", "8"]),
         "unknown norm": ("train_net", [*search, "MODEL.MOBILE_CV_NAS.NORM", "LayerNorm2"]),
         "key the task does not read": ("train_net", [*search, "SOLVER.AMP.ENABLED", "True"]),
         "resize below the crop": ("train_net", [*search, "DATA.RESIZE", "8"]),
@@ -112,6 +119,7 @@ def _cases(root):
     d = folder("publish files")
     arch = _write(d / "arch.yaml", (REPO_ROOT / "model_zoo/archs/FBNetV2_F0.yaml").read_text())
     not_weights = _write(d / "model.pth", "not a checkpoint")
+    not_yaml = _write(d / "arch_bad.yaml", "name: [unclosed\nstages: 1\n")
     cases.update(
         {
             "publish: missing argument": ("publish_model", ["--name", "m"]),
@@ -126,6 +134,10 @@ def _cases(root):
             "publish: weights not a checkpoint": (
                 "publish_model",
                 ["--name", "m", "--catalog", "OUT", "--arch", arch, "--weights", not_weights],
+            ),
+            "publish: arch not yaml": (
+                "publish_model",
+                ["--name", "m", "--catalog", "OUT", "--arch", not_yaml, "--weights", not_weights],
             ),
             "publish: bad name": (
                 "publish_model",

@@ -57,6 +57,7 @@ COMMON_OPTS = [
     "SOLVER.EPOCH_ITERS", str(ITERS),
     "NAS.ALPHA_START_EPOCH", "0",
     "DATALOADER.NUM_WORKERS", "0",
+    "SOLVER.WARMUP_ITERS", "0",  # the ImageNet recipe's warm-up is longer than these runs
 ]  # fmt: skip
 
 

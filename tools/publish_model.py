@@ -40,7 +40,7 @@ except ImportError:  # run from a checkout without installing the package
 import yaml  # noqa: E402
 
 from mobile_cv_nas.arch import ArchDefError, CheckpointError, load_arch_def  # noqa: E402
-from mobile_cv_nas.cli_errors import one_line_usage_errors  # noqa: E402
+from mobile_cv_nas.cli_errors import one_line, one_line_usage_errors  # noqa: E402
 from mobile_cv_nas.model_zoo import CATALOGS_ENV, CatalogError  # noqa: E402
 from mobile_cv_nas.publish import PublishError, publish_model  # noqa: E402
 
@@ -52,6 +52,8 @@ class UsageError(Exception):
 
 
 def _existing(path, what):
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path} is a folder, not a file.")
     if not os.path.isfile(path):
         raise UsageError(f"{what} {path} does not exist.")
     return path
@@ -167,7 +169,7 @@ def main(argv=None):
     try:
         entry = publish(args)
     except (UsageError, PublishError, CatalogError, ArchDefError, CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     directory = str(Path(args.catalog).expanduser().resolve())
     print(yaml.safe_dump({args.name: entry}, sort_keys=False, default_flow_style=None), end="")

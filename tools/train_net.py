@@ -32,6 +32,7 @@ warnings.filterwarnings(
 # machine without CUDA that has a CUDA_HOME; the report itself goes to log.txt
 logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
+from mobile_cv_nas.cli_errors import one_line  # noqa: E402
 from mobile_cv_nas.engine import check_output_dir, launch, main, parse_args, setup_cfg  # noqa: E402
 from mobile_cv_nas.engine.errors import USER_ERRORS  # noqa: E402
 from mobile_cv_nas.engine.launch import WorkerExit  # noqa: E402
@@ -58,10 +59,13 @@ def cli(argv=None):
                 user_errors=USER_ERRORS,
             )
     except USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine's, not the project's: a folder, a disk, a permission
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # a non-finite loss (detectron2's message has 2 lines)
-        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 1
     except WorkerExit as e:  # a process of several ended with e.status and its error
         if str(e):

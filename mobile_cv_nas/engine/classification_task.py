@@ -4,6 +4,7 @@
 
 import dataclasses
 import logging
+import math
 import os
 
 import torch
@@ -39,6 +40,13 @@ def _input(cfg, arch, info, datasets):
     resolution = cfg.DATA.RESOLUTION or info.get("resolution") or arch.input_size
     resize = cfg.DATA.RESIZE or info.get("resize") or None
     check_resize(resize, int(resolution))
+    stride = math.prod(block.stride for block in arch.blocks())
+    if int(resolution) < stride:
+        raise ConfigError(
+            f"Input size {resolution} (DATA.RESOLUTION, else the arch's input_size) is below "
+            f"the arch's total stride {stride}: its last feature map would be under one "
+            f"pixel. Use an input of at least {stride}."
+        )
     mean, std = datasets.mean, datasets.std
     if not (cfg.DATA.MEAN or cfg.DATA.STD) and info.get("mean") and info.get("std"):
         mean, std = tuple(info["mean"]), tuple(info["std"])

@@ -219,7 +219,10 @@ RULES = {
     "NAS.LOG_PERIOD": positive_int,
     # ---- detectron2's keys the tasks read
     "VERSION": any_value,
-    "SEED": int_at_least(-1),  # -1: a random seed, drawn once and saved in config.yaml
+    # -1: a random seed, drawn once and saved in config.yaml; numpy takes < 2**32 (+ rank)
+    "SEED": lambda v: (
+        None if _is_int(v) and -1 <= v < 2**31 else "must be an integer in -1..2147483647"
+    ),
     "OUTPUT_DIR": text,  # run_config.check_output_path (its message for an empty one)
     "CUDNN_BENCHMARK": boolean,
     "VIS_PERIOD": non_negative_int,

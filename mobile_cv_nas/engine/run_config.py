@@ -253,7 +253,12 @@ def check_config(cfg):
         )
     if len(cfg.DATA.MEAN) != len(cfg.DATA.STD):
         raise ConfigError("DATA.MEAN and DATA.STD must have the same length (or both be empty).")
-    device = torch.device(cfg.MODEL.DEVICE)
+    try:
+        device = torch.device(cfg.MODEL.DEVICE)
+    except RuntimeError:
+        raise ConfigError(
+            f"MODEL.DEVICE = {cfg.MODEL.DEVICE!r} is not a torch device: use cpu, cuda or cuda:N."
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(
             f"MODEL.DEVICE is {cfg.MODEL.DEVICE!r} but CUDA is not available here: add "

@@ -54,6 +54,13 @@ def iterations(cfg, iters_per_epoch):
             f"{per_epoch} iterations per epoch): use more data, a smaller SOLVER.IMS_PER_BATCH "
             f"or SOLVER.EPOCH_ITERS > 0."
         )
+    warmup = cfg.SOLVER.WARMUP_ITERS
+    if cfg.SOLVER.WARMUP_FACTOR < 1.0 and warmup >= total:
+        raise ConfigError(
+            f"SOLVER.WARMUP_ITERS = {warmup} is not shorter than the run ({total} iterations): "
+            f"the whole run would be warm-up. Shorten the warm-up, or set "
+            f"SOLVER.WARMUP_FACTOR 1.0 for none."
+        )
     return per_epoch, total
 
 
