@@ -418,6 +418,7 @@ def test_classification_weights_load_converted(coco, tmp_path):
     log = (out / "log.txt").read_text()
     assert f"keys from classification checkpoint '{weights}'" in log
     assert "roi_heads.stages: xif5_0" in log
+    assert "random initial values" not in log  # the frozen stages hold ImageNet weights
 
 
 def test_weights_of_another_detector(coco, tmp_path):
