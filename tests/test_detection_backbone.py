@@ -485,6 +485,68 @@ def test_detection_checkpoints_still_load_as_usual(tmp_path):
     torch.testing.assert_close(other.state_dict()[key], model.state_dict()[key])
 
 
+def test_load_weights_takes_weights_that_fit(tmp_path):
+    """load_weights (MODEL.WEIGHTS): a detector's own weights load whole; backbone-only
+    weights fit too (the heads start fresh: the fine-tuning start), and so do weights of a
+    model with other frozen stages (batch counters are left out)."""
+    model = build_model(make_cfg("fpn", NORM="BN"))
+    model.backbone.bottom_up.freeze(0)
+    state = model.state_dict()
+    torch.save({"model": state}, tmp_path / "full.pth")
+    trunk = {k: v for k, v in state.items() if k.startswith("backbone.bottom_up.")}
+    torch.save({"model": trunk}, tmp_path / "trunk.pth")
+    other = build_model(make_cfg("fpn"))  # FREEZE_AT 2: the stem and stage1 without counters
+    checkpointer = det.FBNetV2DetectionCheckpointer(other)
+    checkpointer.load_weights(str(tmp_path / "full.pth"))
+    fit = checkpointer.weights_fit
+    assert fit.fits and not (fit.missing or fit.misshaped or fit.unexpected)
+    assert sorted(fit.loaded) == sorted(k for k in other.state_dict() if "num_batches" not in k)
+    checkpointer.load_weights(str(tmp_path / "trunk.pth"))
+    fit = checkpointer.weights_fit
+    assert fit.fits and fit.missing and not fit.unfilled_stage_keys
+    assert all(
+        k.startswith(("backbone.fpn", "proposal_generator.", "roi_heads.")) for k in fit.missing
+    )
+
+
+def test_load_weights_refuses_weights_that_do_not_fit(tmp_path):
+    """Weights of another class count (a box predictor of another shape), of another
+    detector (C4 in FPN), or without the FBNet stages, are a CheckpointError with the counts
+    and the first keys; allow_partial loads what fits (a new head on a trained trunk)."""
+    trained = build_model(make_cfg("fpn"))
+    torch.save({"model": trained.state_dict()}, tmp_path / "fpn3.pth")
+    torch.save({"model": build_model(make_cfg("c4")).state_dict()}, tmp_path / "c4.pth")
+    heads = {k: v for k, v in trained.state_dict().items() if not k.startswith("backbone.")}
+    torch.save({"model": heads}, tmp_path / "heads.pth")
+    cfg = make_cfg("fpn")
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 5
+    model = build_model(cfg)
+    checkpointer = det.FBNetV2DetectionCheckpointer(model)
+    with pytest.raises(CheckpointError) as info:
+        checkpointer.load_weights(str(tmp_path / "fpn3.pth"))
+    first, *keys = str(info.value).splitlines()
+    assert "do not fit the model: 4 keys of another shape (" in first
+    assert "set MODEL.ALLOW_PARTIAL_WEIGHTS True" in first
+    assert "  keys of another shape (4):" in keys
+    assert any(
+        k.startswith("    roi_heads.box_predictor.cls_score.weight: checkpoint (4,") for k in keys
+    )
+    checkpointer.load_weights(str(tmp_path / "fpn3.pth"), allow_partial=True)
+    fit = checkpointer.weights_fit
+    assert not fit.fits and not fit.missing and not fit.unexpected
+    assert {k for k, _, _ in fit.misshaped} == {
+        f"roi_heads.box_predictor.{layer}.{p}"
+        for layer in ("cls_score", "bbox_pred")
+        for p in ("weight", "bias")
+    }
+    key = "backbone.bottom_up.stages.xif2_0.pwl.conv.weight"
+    torch.testing.assert_close(model.state_dict()[key], trained.state_dict()[key])
+    for name in ("c4.pth", "heads.pth"):
+        with pytest.raises(CheckpointError, match="keys of the model's FBNet stages not filled"):
+            checkpointer.load_weights(str(tmp_path / name))
+    assert getattr(checkpointer, "_parsed_url_during_load", None) is None
+
+
 # --------------------------------------------------------------------------- errors
 
 

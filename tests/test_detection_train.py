@@ -5,14 +5,17 @@ are COCO-evaluated; --eval-only and --resume; bad input exits 2 writing nothing.
 
 import hashlib
 import json
+import logging
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from detectron2.modeling import build_model
-from engine_helpers import REPO_ROOT, one_line_error, train_net
+from detectron2.utils.logger import _LOG_COUNTER
+from engine_helpers import REPO_ROOT, one_line_error, snapshot, train_net
 from PIL import Image
 
 from mobile_cv_nas import model_zoo
@@ -170,6 +173,9 @@ def test_config_builds(name, tmp_path):
 def test_train_and_evaluate(config, coco, tmp_path):
     out = tmp_path / "run"
     argv = ["--config-file", config, *tiny_opts(coco, out, retinanet=config == RETINANET)]
+    # detectron2 logs a class histogram once per process (log_first_n, keyed on the text); a
+    # tools/train_net.py run is one process, the tests run many in this one
+    _LOG_COUNTER.clear()
     status, err = train_net(argv)
     assert status == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
@@ -179,12 +185,26 @@ def test_train_and_evaluate(config, coco, tmp_path):
     assert (out / "inference" / "tiny_coco_val" / "coco_instances_results.json").is_file()
     if config != FPN:
         return
-    # --eval-only with the trained weights, into another folder
-    evaluated = tmp_path / "eval"
+    _training_log_says_what_detectron2_logs(out, coco)
+    # --eval-only with the trained weights in the training run's OUTPUT_DIR (the README's
+    # form): it writes into OUTPUT_DIR/eval, the run's own files stay byte for byte
+    before = snapshot(out)
     weights = out / "model_final.pth"
-    eval_argv = [*argv[:-1], str(evaluated), "MODEL.WEIGHTS", str(weights)]
+    eval_argv = [*argv, "MODEL.WEIGHTS", str(weights)]
     status, err = train_net(["--eval-only", *eval_argv])
     assert status == 0, err
+    after = snapshot(out)
+    assert {k: after[k] for k in before} == before
+    written = sorted(set(after) - set(before))
+    assert written == [
+        "eval/config.yaml",
+        "eval/inference/tiny_coco_val/coco_instances_results.json",
+        "eval/inference/tiny_coco_val/instances_predictions.pth",
+        "eval/log.txt",
+        "eval/metrics_eval.json",
+    ]
+    evaluated = out / "eval"
+    assert f"Loaded 360 of the model's 360 keys from '{weights}'" in _log(evaluated)
     result = json.loads((evaluated / "metrics_eval.json").read_text())
     assert result["task"] == "eval" and result["weights"] == str(weights)
     trained, again = _ap(metrics), _ap(result)
@@ -202,6 +222,31 @@ def test_train_and_evaluate(config, coco, tmp_path):
     _changed_checkpoint_is_refused(out, argv, eval_argv)
 
 
+def _log(out):
+    """The lines of a run's log.txt, without detectron2's colours."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", (out / "log.txt").read_text())
+
+
+def _training_log_says_what_detectron2_logs(out, coco):
+    """log.txt has detectron2's lines about the data and the model (logged while the run was
+    checked, before log.txt existed), the fitted schedule and the frozen random stages."""
+    log = _log(out)
+    for line in (
+        f"Loaded 12 images in COCO format from {coco['train'][0]}",
+        "Removed 0 images with no usable annotations. 12 images left.",
+        "Distribution of instances among all 3 categories:",
+        "[DatasetMapper] Augmentations used in training: [ResizeShortestEdge(",
+        "d2.engine.defaults INFO: Model:\nGeneralizedRCNN(",
+        "training with a learning rate of 0.000125 (linear scaling;",  # 0.001 * 2 / 16
+        "WARNING: MODEL.BACKBONE.FREEZE_AT 2 freezes 4 parameters "
+        "(backbone.bottom_up.stages.xif0_0 (2), backbone.bottom_up.stages.xif1_0 (2)) that "
+        'MODEL.WEIGHTS "" (no weights) does not fill',
+    ):
+        assert line in log, line
+    events = [json.loads(line) for line in (out / "events.json").read_text().splitlines()]
+    assert [e["lr"] for e in events if "lr" in e][-1] == pytest.approx(0.000125)
+
+
 def _changed_checkpoint_is_refused(out, argv, eval_argv):
     """model_final.pth (what last_checkpoint names) has its sha256 beside it; with 400 bytes
     changed, --resume and --eval-only refuse it in one line, writing nothing."""
@@ -217,7 +262,7 @@ def _changed_checkpoint_is_refused(out, argv, eval_argv):
     line = one_line_error(err)
     assert f"Checkpoint {str(final)!r} changed since it was written" in line
     assert "The run cannot resume from it." in line and "last_checkpoint" in line
-    status, err = train_net(["--eval-only", *eval_argv[:-3], out / "ev", "MODEL.WEIGHTS", final])
+    status, err = train_net(["--eval-only", *eval_argv, "TEST.EVAL_ONLY_DIR", "ev"])
     assert status == 2
     line = one_line_error(err)
     assert "changed since it was written" in line and "Pass another file as MODEL.WEIGHTS" in line
@@ -291,6 +336,70 @@ def test_amp_flag_reaches_the_trainer(coco, tmp_path):
     assert "SOLVER.AMP.ENABLED" in err and "CUDA" in err and "MODEL.DEVICE" in err
 
 
+def test_schedule_fits_the_batch_and_length():
+    """SOLVER.REFERENCE_IMS_PER_BATCH 16 (the shipped configs): the README's CPU recipe (batch
+    2, 20 iterations) trains with BASE_LR 0.02 * 2 / 16 and a 2-iteration warm-up; 0 keeps
+    detectron2's values. The config given is not changed (config.yaml keeps it)."""
+    from mobile_cv_nas.engine.detection_schedule import fit_schedule
+
+    cfg = new_config()
+    cfg.merge_from_file(str(FPN))
+    cfg.merge_from_list(["SOLVER.IMS_PER_BATCH", "2", "SOLVER.MAX_ITER", "20"])
+    cfg.freeze()
+    fitted = fit_schedule(cfg)
+    assert fitted.SOLVER.BASE_LR == pytest.approx(0.0025) and fitted.SOLVER.WARMUP_ITERS == 2
+    assert fitted.is_frozen() and (cfg.SOLVER.BASE_LR, cfg.SOLVER.WARMUP_ITERS) == (0.02, 1000)
+    full = cfg.clone()
+    full.defrost()
+    full.SOLVER.IMS_PER_BATCH, full.SOLVER.MAX_ITER = 16, 90000  # the reference: as given
+    assert fit_schedule(full) is full
+    full.SOLVER.REFERENCE_IMS_PER_BATCH, full.SOLVER.IMS_PER_BATCH, full.SOLVER.MAX_ITER = 0, 2, 20
+    assert fit_schedule(full) is full
+
+
+def test_no_detections_score_zero(coco, tmp_path, caplog):
+    """A model that detects nothing scores AP 0 where the data has objects (not NaN, which
+    is left to metrics without any: APl, no object here is large), and the log says so."""
+    from detectron2.data import DatasetCatalog
+    from detectron2.structures import Boxes, Instances
+
+    from mobile_cv_nas.engine.detection_task import (
+        DetectionTrainer,
+        _ap_line,
+        _flat,
+        register_coco_json,
+    )
+
+    cfg = new_config()
+    cfg.merge_from_file(str(FPN))
+    cfg.merge_from_list(tiny_opts(coco, tmp_path / "run"))
+    register_coco_json(cfg)
+    DatasetCatalog.get("tiny_coco_val")  # as the test loader does: the class names are known
+    evaluator = DetectionTrainer.build_evaluator(cfg, "tiny_coco_val")
+    evaluator.reset()
+    nothing = Instances((96, 128), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0))
+    nothing.pred_classes = torch.zeros(0, dtype=torch.int64)
+    evaluator.process([{"image_id": i} for i in range(1, 7)], [{"instances": nothing}] * 6)
+    caplog.set_level("WARNING", logger="mobile_cv_nas.detection.coco_evaluation")
+    logging.getLogger("mobile_cv_nas.detection.coco_evaluation").addHandler(caplog.handler)
+    try:
+        results = {"tiny_coco_val": evaluator.evaluate()}
+    finally:
+        logging.getLogger("mobile_cv_nas.detection.coco_evaluation").removeHandler(caplog.handler)
+    box = _flat(results)["tiny_coco_val"]["bbox"]
+    assert box == {
+        "AP": 0.0, "AP50": 0.0, "AP75": 0.0, "APs": 0.0, "APm": 0.0, "APl": None,
+        "AP-tshirt": 0.0, "AP-trouser": 0.0, "AP-sneaker": 0.0,
+    }  # fmt: skip
+    predictions = tmp_path / "run" / "inference" / "tiny_coco_val" / "coco_instances_results.json"
+    assert json.loads(predictions.read_text()) == []
+    assert _ap_line(results) == "tiny_coco_val bbox AP 0.00 AP50 0.00"
+    assert (
+        "The model made no detections on 'tiny_coco_val': its COCO bbox AP is 0; APl stays "
+        "undefined (NaN: no ground truth to find)." in caplog.text
+    )
+
+
 def test_epochs_are_refused(coco, tmp_path):
     """A detection run's length is SOLVER.MAX_ITER: SOLVER.EPOCHS is not silently ignored."""
     err = _error(coco, tmp_path, FPN, "SOLVER.EPOCHS", "2")
@@ -309,6 +418,40 @@ def test_classification_weights_load_converted(coco, tmp_path):
     log = (out / "log.txt").read_text()
     assert f"keys from classification checkpoint '{weights}'" in log
     assert "roi_heads.stages: xif5_0" in log
+    assert "random initial values" not in log  # the frozen stages hold ImageNet weights
+
+
+def test_weights_of_another_detector(coco, tmp_path):
+    """A C4 detector's weights in the FPN config: refused (exit 2, the counts and the first
+    keys, nothing written). MODEL.ALLOW_PARTIAL_WEIGHTS True loads what fits and says so in
+    log.txt (here for --eval-only, the cheaper run)."""
+    cfg = new_config()
+    cfg.merge_from_file(str(C4))
+    cfg.merge_from_list(tiny_opts(coco, tmp_path / "unused"))
+    weights = tmp_path / "c4_model_final.pth"
+    torch.save({"model": build_model(cfg).state_dict()}, weights)
+    err = _error(coco, tmp_path, FPN, "MODEL.WEIGHTS", weights)
+    first, *keys = err.strip().splitlines()
+    assert f"error: Weights '{weights}' do not fit the model: " in first
+    assert re.search(r"\d+ checkpoint keys the model does not have, \d+ keys of another shape, "
+                     r"\d+ keys of the model's FBNet stages not filled", first)  # fmt: skip
+    assert "MODEL.ALLOW_PARTIAL_WEIGHTS True" in first and "Traceback" not in err
+    assert "    backbone.stages.xif0_0.conv.weight" in keys and len(keys) <= 3 * 7
+    out = tmp_path / "partial"
+    argv = ["--eval-only", "--config-file", FPN, *tiny_opts(coco, out), "MODEL.WEIGHTS", weights]
+    status, err = train_net([*argv, "MODEL.ALLOW_PARTIAL_WEIGHTS", "True"])
+    assert status == 0, err
+    log = _log(out / "eval")
+    assert f"WARNING: MODEL.ALLOW_PARTIAL_WEIGHTS True: weights '{weights}' do not fit" in log
+    assert "Checkpoint keys the model does not have, not used (301): backbone.stages (239)" in log
+
+
+def test_eval_only_dir_is_not_the_training_folder(coco, tmp_path):
+    out = tmp_path / "never_written"
+    argv = ["--eval-only", "--config-file", FPN, *tiny_opts(coco, out), "MODEL.WEIGHTS", FPN]
+    status, err = train_net([*argv, "TEST.EVAL_ONLY_DIR", "."])
+    assert status == 2 and not out.exists()
+    assert "TEST.EVAL_ONLY_DIR '.' is OUTPUT_DIR itself" in one_line_error(err)
 
 
 @pytest.mark.slow  # two spawned processes

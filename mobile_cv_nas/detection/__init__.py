@@ -12,7 +12,10 @@ The one line a detectron2 script needs, before building the model:
     cfg = add_fbnetv2_config(get_cfg())
     cfg.merge_from_file("my_detection.yaml")
     model = build_model(cfg)
-    FBNetV2DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)  # e.g. fbnet_zoo://FBNetV2_F4
+    FBNetV2DetectionCheckpointer(model).load_weights(cfg.MODEL.WEIGHTS)  # fbnet_zoo://FBNetV2_F4
+
+(`load_weights` refuses weights that do not fit the model, see weights_fit.py; detectron2's
+`load` loads what it can.)
 
 Registered names (none is one of detectron2's, nor of d2go's FBNetV2 entries):
 

@@ -88,7 +88,8 @@ def _group(key, by_block):
     return m.group(1) if m else ".".join(key.split(".")[:2])
 
 
-def _grouped(keys, by_block=False):
+def grouped_keys(keys, by_block=False):
+    """`module (count), ...` of state-dict keys, for the load reports."""
     counts = collections.Counter(_group(k, by_block) for k in keys)
     return ", ".join(f"{g} ({n})" for g, n in counts.items())
 
@@ -118,9 +119,9 @@ class ConversionReport:
             f"Loaded {len(self.loaded)} keys from classification checkpoint {self.source!r} "
             f"into the FBNet stages ({blocks}).",
             f"Initialised fresh, not in the checkpoint ({len(self.fresh)} keys): "
-            f"{_grouped(self.fresh) or 'nothing'}.",
+            f"{grouped_keys(self.fresh) or 'nothing'}.",
             f"Checkpoint keys not used by detection ({len(self.unused)}): "
-            f"{_grouped(self.unused, by_block=True) or 'none'}.",
+            f"{grouped_keys(self.unused, by_block=True) or 'none'}.",
         ]
         return "\n".join(lines)
 

@@ -7,6 +7,9 @@ Its checkpoints (model_XXXXXXX.pth, model_final.pth) are written atomically with
 beside them (mobile_cv_nas.integrity; fvcore writes them in place, and a kill mid-write left a
 torn file that `last_checkpoint` named), and a file with a recorded sha256 is checked against
 it when it is loaded (--resume, MODEL.WEIGHTS): one whose bytes changed is refused by name.
+
+MODEL.WEIGHTS is loaded with `load_weights`, which refuses weights that do not fit the model
+(weights_fit.py: another detector's, another backbone's), unless partial loads are allowed.
 """
 
 import logging
@@ -21,6 +24,7 @@ from ..integrity import other_checkpoints, unrecorded_warning, verify_hash, writ
 from ..io import atomic_write
 from . import catalog  # noqa: F401  (registers fbnet_zoo://)
 from .classification_loading import classification_weights, convert_classification_state_dict
+from .weights_fit import WeightsFit, check_weights_fit
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +34,26 @@ _CLASSIFICATION = "__mobile_cv_nas_classification__"
 class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
     """detectron2's DetectionCheckpointer, plus classification checkpoints (official format or
     bare, from a path, URL or fbnet_zoo://) converted onto the FBNet stages of the model
-    (convert_classification_state_dict). `conversion_report` is the last ConversionReport."""
+    (convert_classification_state_dict). `conversion_report` is the last ConversionReport;
+    `weights_fit` the WeightsFit of the last `load_weights`."""
 
     conversion_report = None
+    weights_fit = None
     _resuming = False
+    _allow_partial = None  # None: not loading with load_weights
+    _weights_source = None
+
+    def load_weights(self, path, *, allow_partial=False):
+        """Load MODEL.WEIGHTS (a detection checkpoint, or a classification one converted onto
+        the FBNet stages) into the model, without its checkpointables. Weights that do not fit
+        the model are a CheckpointError with the key report, or, with `allow_partial`, load
+        what fits and log the report as a warning. Sets `weights_fit`."""
+        self.weights_fit = None
+        self._allow_partial, self._weights_source = bool(allow_partial), path
+        try:
+            return self.load(path, checkpointables=[])
+        finally:
+            self._allow_partial = self._weights_source = None
 
     def save(self, name, **kwargs):
         """fvcore's save (the model, the checkpointables and `kwargs` in `<name>.pth`), written
@@ -135,4 +155,13 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
             logger.debug("Loaded keys: %s", ", ".join(report.loaded))
             self.conversion_report = report
             checkpoint["model"] = converted
-        return super()._load_model(checkpoint)
+        incompatible = super()._load_model(checkpoint)
+        if self._allow_partial is not None:
+            fit = WeightsFit.from_incompatible(self.model, self._weights_source, incompatible)
+            check_weights_fit(fit, self._allow_partial)
+            if not fit.fits:
+                self.logger.warning(fit.partial_warning())
+            elif source is None:  # a classification checkpoint's report is logged above
+                self.logger.info(fit.summary())
+            self.weights_fit = fit
+        return incompatible

@@ -192,6 +192,9 @@ RULES = {
     "MODEL.MOBILE_CV_NAS.BOX_HEAD_BLOCKS": list_of(any_value, min_length=1),  # arch schema
     "DATASETS.COCO_JSON": list_of(list_of(non_empty_text, length=3)),
     "DATASETS.COCO_JSON_IMAGE_CHECK": choice(*IMAGE_CHECKS),
+    "MODEL.ALLOW_PARTIAL_WEIGHTS": boolean,  # detection: detection/weights_fit.py
+    "SOLVER.REFERENCE_IMS_PER_BATCH": non_negative_int,  # 0: BASE_LR, WARMUP_ITERS as given
+    "TEST.EVAL_ONLY_DIR": non_empty_text,  # not OUTPUT_DIR: detection_task.check_eval_only_dir
     "SOLVER.EPOCHS": non_negative_int,  # 0: SOLVER.MAX_ITER sets the length
     "SOLVER.EPOCH_ITERS": non_negative_int,  # 0: one pass over the data
     "SOLVER.LABEL_SMOOTHING": number_in(0, 1, high_open=True),

@@ -16,8 +16,16 @@ What this adds to detectron2's DefaultTrainer:
   number of categories (check_coco_datasets; mobile_cv_nas.detection.coco_check);
 * MODEL.WEIGHTS is loaded with FBNetV2DetectionCheckpointer: a detection checkpoint, or an
   ImageNet classification checkpoint (`fbnet_zoo://FBNetV2_F4`, a path or URL) converted onto
-  the backbone (a checkpoint of another arch is refused with the key report);
+  the backbone; weights that do not fit the model (another arch, detector or backbone) are
+  refused with the key report, unless MODEL.ALLOW_PARTIAL_WEIGHTS (detection/weights_fit.py).
+  Frozen stages (MODEL.BACKBONE.FREEZE_AT) that the weights do not fill are a warning: they
+  would train at their random initial values;
+* the schedule: BASE_LR and WARMUP_ITERS fitted to the run's batch and length
+  (SOLVER.REFERENCE_IMS_PER_BATCH, engine/detection_schedule.py);
 * evaluation: COCOEvaluator (pure-Python COCOeval) on every DATASETS.TEST, on every process;
+  a model that made no detections scores AP 0, not NaN (detection/coco_evaluation.py);
+  --eval-only writes into a folder of its own, OUTPUT_DIR/TEST.EVAL_ONLY_DIR (default
+  OUTPUT_DIR/eval), so a training run's files are never changed by evaluating its weights;
 * several CPU processes: detectron2's create_ddp_model with device_ids=None (its default
   names a GPU);
 * SOLVER.AMP.ENABLED picks detectron2's AMPTrainer, which in detectron2 0.6 runs on CUDA
@@ -26,9 +34,12 @@ What this adds to detectron2's DefaultTrainer:
 * SEED (+ the process rank) seeds python, numpy and torch before the model and the loader are
   built: on the CPU one SEED gives the same weights, losses and AP (DATALOADER.NUM_WORKERS 0
   or more);
-* nothing is written before the model, the data and the weights are checked; the run's
-  writers (events.json, TensorBoard) start with the training. The final COCO results go to
-  OUTPUT_DIR/metrics.json (train) or metrics_eval.json (--eval-only).
+* nothing is written before the model, the data and the weights are checked; what is logged
+  meanwhile (detectron2's dataset summary, class histogram, augmentations, the model, the
+  weights report) is held and written to log.txt and stdout once they exist
+  (run_setup.held_logs); the run's writers (events.json, TensorBoard) start with the
+  training. The final COCO results go to OUTPUT_DIR/metrics.json (train) or
+  metrics_eval.json in the --eval-only folder.
 """
 
 import difflib
@@ -42,8 +53,6 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, hooks
-from detectron2.evaluation import COCOEvaluator
-from detectron2.modeling import build_model
 from detectron2.utils import comm
 from detectron2.utils.env import seed_all_rng
 
@@ -56,9 +65,13 @@ from ..detection import (
     check_registered_names,
     zoo_weights_file,
 )
+from ..detection.classification_loading import grouped_keys
+from ..detection.coco_evaluation import FBNetV2COCOEvaluator
+from ..detection.detectron2_compat import class_histogram_numpy
 from ..io import write_json
+from .detection_schedule import fit_schedule
 from .errors import ConfigError, DetectionDataError
-from .run_setup import setup_run
+from .run_setup import held_logs, setup_run
 from .trainer_base import (
     DeferredWriter,
     quiet_non_finite_loss_tracebacks,
@@ -84,6 +97,20 @@ def add_detection_config(cfg):
         # (every image read whole: a truncated file is found) or "header" (its size only,
         # faster for large datasets)
         cfg.DATASETS.COCO_JSON_IMAGE_CHECK = "decode"
+    if "ALLOW_PARTIAL_WEIGHTS" not in cfg.MODEL:
+        # True: MODEL.WEIGHTS that do not fit the model (keys it does not have, of another
+        # shape, FBNet stages not filled) load what fits, with a warning (e.g. a new head on
+        # a trained trunk); False: they are refused (detection/weights_fit.py)
+        cfg.MODEL.ALLOW_PARTIAL_WEIGHTS = False
+    if "REFERENCE_IMS_PER_BATCH" not in cfg.SOLVER:
+        # the total batch SOLVER.BASE_LR is set for: > 0 scales BASE_LR to the run's
+        # IMS_PER_BATCH and keeps WARMUP_ITERS within a tenth of MAX_ITER; 0: as given
+        # (engine/detection_schedule.py)
+        cfg.SOLVER.REFERENCE_IMS_PER_BATCH = 0
+    if "EVAL_ONLY_DIR" not in cfg.TEST:
+        # where --eval-only writes (config.yaml, log.txt, metrics_eval.json, inference/): a
+        # folder under OUTPUT_DIR, or an absolute path; never OUTPUT_DIR itself
+        cfg.TEST.EVAL_ONLY_DIR = "eval"
     return cfg
 
 
@@ -233,6 +260,8 @@ def check_detection_config(cfg, train=True):
     check_registered_names(cfg)
     if train:
         check_detection_schedule(cfg)
+    if not train:
+        check_eval_only_dir(cfg)
     register_coco_json(cfg)
     check_datasets(cfg, train=train)
     weights = cfg.MODEL.WEIGHTS
@@ -241,6 +270,37 @@ def check_detection_config(cfg, train=True):
     check_coco_datasets(cfg, train=train)  # after the quick checks: it reads every image
     if weights.startswith(ZOO_PREFIX):
         zoo_weights_file(weights[len(ZOO_PREFIX) :].strip("/"))
+
+
+#: Files of a training run: a folder holding one is not an --eval-only folder.
+_TRAINING_FILES = ("last_checkpoint", "metrics.json", "events.json")
+
+
+def eval_only_dir(cfg):
+    """The folder --eval-only writes to: TEST.EVAL_ONLY_DIR, under OUTPUT_DIR when relative."""
+    return os.path.normpath(os.path.join(cfg.OUTPUT_DIR, cfg.TEST.EVAL_ONLY_DIR))
+
+
+def check_eval_only_dir(cfg):
+    """The --eval-only folder is not OUTPUT_DIR (the training run's files stay as they are),
+    not a file, and holds no training run."""
+    folder, key = eval_only_dir(cfg), f"TEST.EVAL_ONLY_DIR {cfg.TEST.EVAL_ONLY_DIR!r}"
+    if os.path.realpath(folder) == os.path.realpath(cfg.OUTPUT_DIR):
+        raise ConfigError(
+            f"{key} is OUTPUT_DIR itself: --eval-only writes into a folder of its own so that "
+            f"the training run's config.yaml, log.txt and inference/ stay as they are. Give a "
+            f"subfolder name (default 'eval') or another path."
+        )
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ConfigError(f"{key}: {folder!r} is a file; give a folder.")
+    if os.path.isdir(folder):
+        found = [f for f in _TRAINING_FILES if os.path.exists(os.path.join(folder, f))]
+        found += sorted(f for f in os.listdir(folder) if f.endswith(".pth"))
+        if found:
+            raise ConfigError(
+                f"{key}: {folder!r} holds a training run ({', '.join(found[:3])}), whose "
+                f"files --eval-only would overwrite; give another folder."
+            )
 
 
 def check_detection_schedule(cfg):
@@ -283,6 +343,7 @@ class DetectionTrainer(DefaultTrainer):
         # module) and makes the writers' files at once: its pieces, composed here
         TrainerBase.__init__(self)
         quiet_non_finite_loss_tracebacks()
+        cfg = fit_schedule(cfg)  # first: auto_scale_workers scales batch and LR together
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = model if model is not None else self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
@@ -313,9 +374,17 @@ class DetectionTrainer(DefaultTrainer):
         return []  # DefaultTrainer.build_hooks calls this; DeferredWriter makes the real ones
 
     @classmethod
+    def build_train_loader(cls, cfg):
+        with class_histogram_numpy():  # detectron2 0.6's class histogram under NumPy 2
+            return super().build_train_loader(cfg)
+
+    @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
         folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=folder, use_fast_impl=False)
+        # the tasks named (not guessed from the detections): a mask model that made no
+        # detections is scored on both
+        tasks = ("bbox", "segm") if cfg.MODEL.MASK_ON else ("bbox",)
+        return FBNetV2COCOEvaluator(dataset_name, tasks, output_dir=folder, use_fast_impl=False)
 
     @classmethod
     def evaluate(cls, cfg, model):
@@ -334,14 +403,33 @@ class DetectionTrainer(DefaultTrainer):
 
 
 def _build_checked_model(cfg):
-    """The detector with MODEL.WEIGHTS loaded; every error of the config, the arch, the
+    """The detector (logged, as DefaultTrainer.build_model does) with MODEL.WEIGHTS loaded,
+    and their WeightsFit (None without weights); every error of the config, the arch, the
     features and the weights comes from here, before anything is written."""
     check_registered_names(cfg)
-    model = build_model(cfg)
+    model = DetectionTrainer.build_model(cfg)
     checkpointer = FBNetV2DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
     if cfg.MODEL.WEIGHTS:
-        checkpointer.load(cfg.MODEL.WEIGHTS)
-    return model, checkpointer.conversion_report
+        checkpointer.load_weights(cfg.MODEL.WEIGHTS, allow_partial=cfg.MODEL.ALLOW_PARTIAL_WEIGHTS)
+    return model, checkpointer.weights_fit
+
+
+def _warn_frozen_random(cfg, model, fit):
+    """A frozen parameter the weights did not fill keeps its random initial value for the
+    whole run: said in a warning (MODEL.WEIGHTS "" with the configs' FREEZE_AT 2)."""
+    loaded = set(fit.loaded) if fit is not None else set()
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad and n not in loaded]
+    if not frozen:
+        return
+    weights = repr(cfg.MODEL.WEIGHTS) if cfg.MODEL.WEIGHTS else '"" (no weights)'
+    blocks = grouped_keys(frozen, by_block=True)
+    logger.warning(
+        f"MODEL.BACKBONE.FREEZE_AT {cfg.MODEL.BACKBONE.FREEZE_AT} freezes {len(frozen)} "
+        f"parameters ({blocks}) that MODEL.WEIGHTS {weights} does not fill: they keep their "
+        f"random initial values for the whole run. Set MODEL.BACKBONE.FREEZE_AT 0 to train "
+        f"them, or give weights that fill the backbone (e.g. MODEL.WEIGHTS "
+        f"fbnet_zoo://<arch>, its ImageNet weights)."
+    )
 
 
 def _ap_line(results):
@@ -373,31 +461,32 @@ def run_detection(cfg, args):
     register_coco_json(cfg)
     seed_detection(cfg)
     if args.eval_only:
-        model, report = _build_checked_model(cfg)
-        setup_run(cfg, args)
-        if report is not None:
-            logger.info(report.summary())
+        cfg = cfg.clone()
+        cfg.defrost()
+        cfg.OUTPUT_DIR = eval_only_dir(cfg)  # the training run's folder is left as it is
+        cfg.freeze()
+        with held_logs() as held:
+            model, _ = _build_checked_model(cfg)
+            setup_run(cfg, args, held=held)
         results = DetectionTrainer.evaluate(cfg, model)
         metrics = {"task": "eval", "weights": cfg.MODEL.WEIGHTS, "results": _flat(results)}
         if comm.is_main_process():
             logger.info(f"COCO evaluation: {_ap_line(results)}")
-            if cfg.OUTPUT_DIR:
-                os.makedirs(cfg.OUTPUT_DIR, exist_ok=True)
-                write_json(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), metrics)
+            write_json(os.path.join(cfg.OUTPUT_DIR, "metrics_eval.json"), metrics)
         return metrics
 
     resuming = args.resume and os.path.isfile(os.path.join(cfg.OUTPUT_DIR, "last_checkpoint"))
-    if resuming:
-        check_registered_names(cfg)
-        model, report = build_model(cfg), None
-    else:
-        model, report = _build_checked_model(cfg)
-    trainer = DetectionTrainer(cfg, model)
-    if resuming:  # fails here, before writing, when the checkpoint does not load
-        trainer.resume_or_load(resume=True)
-    setup_run(cfg, args, resumed=resuming)
-    if report is not None:
-        logger.info(report.summary())
+    with held_logs() as held:
+        if resuming:
+            check_registered_names(cfg)
+            model = DetectionTrainer.build_model(cfg)
+        else:
+            model, fit = _build_checked_model(cfg)
+            _warn_frozen_random(cfg, model, fit)
+        trainer = DetectionTrainer(cfg, model)
+        if resuming:  # fails here, before writing, when the checkpoint does not load
+            trainer.resume_or_load(resume=True)
+        setup_run(cfg, args, resumed=resuming, held=held)
     logger.info(
         f"Detection: {cfg.MODEL.META_ARCHITECTURE} with {cfg.MODEL.BACKBONE.NAME} "
         f"({cfg.MODEL.MOBILE_CV_NAS.ARCH or 'inline arch'}) on {list(cfg.DATASETS.TRAIN)}, "
