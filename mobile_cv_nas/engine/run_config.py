@@ -298,6 +298,8 @@ SAFE_RESUME_CHANGES = (
     "OUTPUT_DIR",  # the same folder, moved or named by another path
     "MODEL.DEVICE",
     "MODEL.WEIGHTS",  # not read on resume: the run's own checkpoint is loaded
+    "MODEL.ALLOW_PARTIAL_WEIGHTS",  # likewise
+    "TEST.EVAL_ONLY_DIR",  # read by --eval-only only
     "DATALOADER.NUM_WORKERS",
     "SOLVER.CHECKPOINT_PERIOD",
     "TEST.EVAL_PERIOD",
