@@ -307,6 +307,28 @@ def test_same_seed_same_run_and_exact_resume(coco, tmp_path):
     assert _results(killed) == _results(whole)
 
 
+def test_diverged_run_names_its_last_good_checkpoint(coco, tmp_path):
+    """A run whose weights or loss become NaN or infinite (a learning rate far too high) ends
+    with one line, exit status 1 and no traceback, naming the last good checkpoint: every
+    weight of it finite, nothing saved after it."""
+    out = tmp_path / "run"
+    opts = [*tiny_opts(coco, out), "SOLVER.BASE_LR", "1e6", "SOLVER.MAX_ITER", "20"]
+    status, err = train_net(["--config-file", FPN, *opts, "SOLVER.CHECKPOINT_PERIOD", "1"])
+    assert status == 1, err
+    line = one_line_error(err)
+    assert "Traceback" not in (out / "log.txt").read_text()
+    last = (out / "last_checkpoint").read_text().strip()
+    done = int(last[len("model_") : -len(".pth")]) + 1
+    assert sorted(p.name for p in out.glob("model_*.pth")) == [
+        f"model_{i:07d}.pth" for i in range(done)
+    ]
+    assert all(torch.isfinite(v).all() for v in _state(out / last).values())
+    assert line.startswith("error: Non-finite ")
+    assert f"at iteration {done}: the run stopped." in line
+    assert f"The last good checkpoint is {out / last}." in line
+    assert "SOLVER.BASE_LR" in line
+
+
 def test_amp_flag_reaches_the_trainer(coco, tmp_path):
     """SOLVER.AMP.ENABLED picks detectron2's AMPTrainer for the step (SimpleTrainer without
     it). detectron2 0.6's AMPTrainer needs CUDA, so on the CPU the flag is a config error,

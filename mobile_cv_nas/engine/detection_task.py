@@ -28,6 +28,8 @@ What this adds to detectron2's DefaultTrainer:
   (detection.train_stream), and a checkpoint holds the optimizer's state: on the CPU one SEED
   gives the same weights, losses and AP with any DATALOADER.NUM_WORKERS, and --resume after a
   kill gives the weights of an uninterrupted run;
+* a non-finite loss or prediction (detectron2's FloatingPointError) or weight (checked before
+  each checkpoint, CheckpointHook) ends the run with one line naming the last good checkpoint;
 * nothing is written before the model, the data and the weights are checked; the run's
   writers (events.json, TensorBoard) start with the training. The final COCO results go to
   OUTPUT_DIR/metrics.json (train) or metrics_eval.json (--eval-only).
@@ -60,7 +62,9 @@ from ..detection import (
 )
 from ..detection.train_stream import build_train_stream, seed_step
 from ..io import write_json
+from .divergence import last_good_checkpoint, non_finite_error
 from .errors import ConfigError, DetectionDataError
+from .hooks import CheckpointHook
 from .run_setup import setup_run
 from .trainer_base import (
     DeferredWriter,
@@ -310,7 +314,21 @@ class DetectionTrainer(DefaultTrainer):
         made = super().build_hooks()
         # the writers' files are made when training starts (a failed start leaves no files)
         writer = DeferredWriter(lambda: run_writers(self.cfg.OUTPUT_DIR, self.max_iter), 20)
-        return [writer if isinstance(h, hooks.PeriodicWriter) else h for h in made]
+        made = [writer if isinstance(h, hooks.PeriodicWriter) else h for h in made]
+        # detectron2's checkpoints (model_XXXXXXX, every one kept), each refused when a weight
+        # is not finite: the last one stays good (a diverged run's message names it)
+        made = [h for h in made if not isinstance(h, hooks.PeriodicCheckpointer)]
+        checkpoints = CheckpointHook(
+            self.checkpointer,
+            self.cfg.SOLVER.CHECKPOINT_PERIOD,
+            keep=None,
+            file_prefix="model",
+            learning_rates="SOLVER.BASE_LR",
+        )
+        made.insert(
+            next(i for i, h in enumerate(made) if isinstance(h, hooks.EvalHook)), checkpoints
+        )
+        return made
 
     def build_writers(self):
         return []  # DefaultTrainer.build_hooks calls this; DeferredWriter makes the real ones
@@ -346,7 +364,17 @@ class DetectionTrainer(DefaultTrainer):
 
     def run_step(self):
         seed_step(self._trainer.data_loader.seed, comm.get_rank(), self.iter)
-        super().run_step()
+        try:
+            super().run_step()
+        except FloatingPointError as e:
+            # detectron2's: "Loss became infinite or NaN ... loss_dict = {...}" (the losses),
+            # or "Predicted boxes or scores contain Inf/NaN. Training has diverged." (RPN)
+            message = " ".join(str(e).split())
+            what = f"model output ({message})"
+            if "loss_dict = " in message:
+                what = f"training loss ({message.split('loss_dict = ', 1)[1]})"
+            last = last_good_checkpoint(self.checkpointer)
+            raise non_finite_error(what, self.iter, last, "SOLVER.BASE_LR") from None
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
