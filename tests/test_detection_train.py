@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,14 @@ import pytest
 import torch
 from detectron2.modeling import build_model
 from detectron2.utils.logger import _LOG_COUNTER
-from engine_helpers import REPO_ROOT, one_line_error, snapshot, train_net
+from engine_helpers import (
+    REPO_ROOT,
+    one_line_error,
+    snapshot,
+    start_train_net,
+    train_net,
+    wait_for_checkpoint,
+)
 from PIL import Image
 
 from mobile_cv_nas import model_zoo
@@ -283,33 +291,88 @@ def _losses(out):
     }
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_same_seed_same_run(workers, coco, tmp_path):
-    """Two runs with one SEED on CPU (the loader in this process, or in 2 worker processes):
-    the same weights after every iteration (a checkpoint per iteration), the same losses in
-    events.json and the same COCO AP. The seed is set before the model and the loader are
-    built (tests/conftest.py reseeds every test; the second run starts from another global
-    RNG state than the first)."""
-    runs = []
-    for name in ("first", "second"):
-        out = tmp_path / name
-        opts = [*tiny_opts(coco, out), "SEED", "7", "SOLVER.MAX_ITER", "3"]
-        opts += ["DATALOADER.NUM_WORKERS", str(workers)]
-        status, err = train_net(["--config-file", FPN, *opts, "SOLVER.CHECKPOINT_PERIOD", "1"])
+def _assert_same_weights(a, b, name):
+    a, b = _state(a / name), _state(b / name)
+    assert a.keys() == b.keys()
+    for key in a:  # max abs difference 0
+        assert torch.equal(a[key], b[key]), (name, key, (a[key] - b[key]).abs().max())
+
+
+def _results(out):
+    return json.loads((out / "metrics.json").read_text())["results"]
+
+
+def test_same_seed_same_run_and_exact_resume(coco, tmp_path):
+    """On CPU, one SEED is one run: two runs of one config (the loader in this process, then
+    in 2 worker processes) give the same weights at every checkpoint, the same losses in
+    events.json and the same COCO AP; the same run killed (SIGKILL) after its first checkpoint
+    and continued with --resume ends with the same weights and AP (events.json's losses are
+    medians over the iterations of this process: not comparable). The seed is set
+    before the model and the loader are built (tests/conftest.py reseeds every test; each run
+    here starts from another global RNG state)."""
+    argv = ["--config-file", FPN, "SEED", "7", "SOLVER.MAX_ITER", "6"]
+    argv += ["SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.BASE_LR", "0.01"]
+
+    def command(out, workers=0):
+        return [*argv[:2], *tiny_opts(coco, out), *argv[2:], "DATALOADER.NUM_WORKERS", workers]
+
+    whole, again = tmp_path / "whole", tmp_path / "again"
+    for seed, (out, workers) in enumerate([(whole, 0), (again, 2)]):
+        torch.manual_seed(seed + 1)  # another global RNG state for each run
+        status, err = train_net(command(out, workers))
         assert status == 0, err
-        runs.append(out)
-        torch.manual_seed(len(runs))  # another global RNG state for the next run
-    first, second = runs
-    for name in ("model_0000000.pth", "model_0000001.pth", "model_final.pth"):
-        a, b = _state(first / name), _state(second / name)
-        assert a.keys() == b.keys()
-        assert all(torch.equal(a[k], b[k]) for k in a), name
-    losses = _losses(first)
+    checkpoints = ["model_0000001.pth", "model_0000003.pth", "model_final.pth"]
+    for name in checkpoints:
+        _assert_same_weights(whole, again, name)
+    losses = _losses(whole)
     assert losses and all(losses[i] for i in losses)
-    assert losses == _losses(second)
-    a = json.loads((first / "metrics.json").read_text())["results"]
-    b = json.loads((second / "metrics.json").read_text())["results"]
-    assert a == b and COCO_AP_KEYS <= set(a["tiny_coco_val"]["bbox"])
+    assert losses == _losses(again)
+    assert _results(whole) == _results(again)
+    assert COCO_AP_KEYS <= set(_results(whole)["tiny_coco_val"]["bbox"])
+
+    killed = tmp_path / "killed"
+    with open(tmp_path / "child.log", "w") as log:
+        child = start_train_net(command(killed), log)
+        try:
+            wait_for_checkpoint(child, killed, tmp_path / "child.log", timeout=120)
+            running = child.poll() is None
+            child.send_signal(signal.SIGKILL)
+        finally:
+            child.kill()
+            child.wait()
+    assert running and child.returncode == -signal.SIGKILL
+    stopped_at = (killed / "last_checkpoint").read_text().strip()
+    assert stopped_at in checkpoints[:2] and not (killed / "model_final.pth").exists()
+    torch.manual_seed(3)
+    status, err = train_net(["--resume", *command(killed)])
+    assert status == 0, err
+    resumed_from = int(stopped_at[len("model_") : -len(".pth")]) + 1
+    assert f"Starting training from iteration {resumed_from}" in (killed / "log.txt").read_text()
+    for name in checkpoints[checkpoints.index(stopped_at) + 1 :]:
+        _assert_same_weights(whole, killed, name)
+    assert _results(killed) == _results(whole)
+
+
+def test_diverged_run_names_its_last_good_checkpoint(coco, tmp_path):
+    """A run whose weights or loss become NaN or infinite (a learning rate far too high) ends
+    with one line, exit status 1 and no traceback, naming the last good checkpoint: every
+    weight of it finite, nothing saved after it."""
+    out = tmp_path / "run"
+    opts = [*tiny_opts(coco, out), "SOLVER.BASE_LR", "1e6", "SOLVER.MAX_ITER", "20"]
+    status, err = train_net(["--config-file", FPN, *opts, "SOLVER.CHECKPOINT_PERIOD", "1"])
+    assert status == 1, err
+    line = one_line_error(err)
+    assert "Traceback" not in (out / "log.txt").read_text()
+    last = (out / "last_checkpoint").read_text().strip()
+    done = int(last[len("model_") : -len(".pth")]) + 1
+    assert sorted(p.name for p in out.glob("model_*.pth")) == [
+        f"model_{i:07d}.pth" for i in range(done)
+    ]
+    assert all(torch.isfinite(v).all() for v in _state(out / last).values())
+    assert line.startswith("error: Non-finite ")
+    assert f"at iteration {done}: the run stopped." in line
+    assert f"The last good checkpoint is {out / last}." in line
+    assert "SOLVER.BASE_LR" in line
 
 
 def test_amp_flag_reaches_the_trainer(coco, tmp_path):

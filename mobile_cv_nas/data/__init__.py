@@ -11,7 +11,7 @@ from .image_check import describe_bad_images, find_bad_images, image_problem
 from .image_folder import ImageFolderDataset
 from .image_modes import load_image, to_mode
 from .loaders import SeededTransformDataset, build_eval_loader, build_train_loader, eval_indices
-from .sampler import EpochBatchSampler, epoch_order, sample_seed
+from .sampler import EpochBatchSampler, epoch_order, hash_seed, sample_seed
 from .subsets import ClassSubset, apply_class_subset, choose_classes, class_subset, split_indices
 from .transforms import default_mean_std, eval_transform, train_transform
 
@@ -36,6 +36,7 @@ __all__ = [
     "eval_indices",
     "eval_transform",
     "find_bad_images",
+    "hash_seed",
     "image_problem",
     "load_image",
     "read_idx",

@@ -19,7 +19,9 @@ from .errors import DatasetError
 _SEED_MASK = (1 << 63) - 1
 
 
-def _hash63(*values):
+def hash_seed(*values):
+    """A 63-bit seed from `values` (their text): stable across processes, runs and versions of
+    Python, unlike hash()."""
     digest = hashlib.blake2b(":".join(map(str, values)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & _SEED_MASK
 
@@ -27,13 +29,13 @@ def _hash63(*values):
 def epoch_order(num_samples, seed, epoch):
     """The sample order of `epoch`: a permutation of 0..num_samples-1."""
     g = torch.Generator()
-    g.manual_seed(_hash63("epoch", seed, epoch))
+    g.manual_seed(hash_seed("epoch", seed, epoch))
     return torch.randperm(num_samples, generator=g).tolist()
 
 
 def sample_seed(seed, epoch, position):
     """The augmentation seed of the sample at `position` of `epoch`'s order (63 bits)."""
-    return _hash63("sample", seed, epoch, position)
+    return hash_seed("sample", seed, epoch, position)
 
 
 class EpochBatchSampler(Sampler):

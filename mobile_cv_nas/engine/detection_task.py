@@ -31,9 +31,13 @@ What this adds to detectron2's DefaultTrainer:
 * SOLVER.AMP.ENABLED picks detectron2's AMPTrainer, which in detectron2 0.6 runs on CUDA
   only: on the CPU the flag is a config error. SOLVER.EPOCHS is not read (the length is
   SOLVER.MAX_ITER): > 0 is a config error;
-* SEED (+ the process rank) seeds python, numpy and torch before the model and the loader are
-  built: on the CPU one SEED gives the same weights, losses and AP (DATALOADER.NUM_WORKERS 0
-  or more);
+* SEED (+ the process rank) seeds python, numpy and torch before the model is built; the
+  training data and each step's random numbers are a pure function of (SEED, iteration)
+  (detection.train_stream), and a checkpoint holds the optimizer's state: on the CPU one SEED
+  gives the same weights, losses and AP with any DATALOADER.NUM_WORKERS, and --resume after a
+  kill gives the weights of an uninterrupted run;
+* a non-finite loss or prediction (detectron2's FloatingPointError) or weight (checked before
+  each checkpoint, CheckpointHook) ends the run with one line naming the last good checkpoint;
 * nothing is written before the model, the data and the weights are checked; what is logged
   meanwhile (detectron2's dataset summary, class histogram, augmentations, the model, the
   weights report) is held and written to log.txt and stdout once they exist
@@ -68,9 +72,12 @@ from ..detection import (
 from ..detection.classification_loading import grouped_keys
 from ..detection.coco_evaluation import FBNetV2COCOEvaluator
 from ..detection.detectron2_compat import class_histogram_numpy
+from ..detection.train_stream import build_train_stream, seed_step
 from ..io import write_json
 from .detection_schedule import fit_schedule
+from .divergence import last_good_checkpoint, non_finite_error
 from .errors import ConfigError, DetectionDataError
+from .hooks import CheckpointHook
 from .run_setup import held_logs, setup_run
 from .trainer_base import (
     DeferredWriter,
@@ -322,8 +329,7 @@ def check_detection_schedule(cfg):
 
 def seed_detection(cfg):
     """Seed python, numpy and torch as detectron2's default_setup does (SEED + rank), before
-    the model (its initial weights) and the training loader (its sampler's shared seed) are
-    built: the same SEED gives the same run."""
+    the model (its initial weights) is built: the same SEED gives the same run."""
     seed_all_rng(None if cfg.SEED < 0 else cfg.SEED + comm.get_rank())
 
 
@@ -335,7 +341,8 @@ class DetectionTrainer(DefaultTrainer):
     (auto_scale_workers, create_ddp_model with broadcast_buffers=False, AMPTrainer or
     SimpleTrainer by SOLVER.AMP.ENABLED, its hooks), with FBNetV2DetectionCheckpointer,
     COCOEvaluator (pure Python), DDP that works on CPU (device_ids=None) and the project's
-    writers, made when training starts."""
+    writers, made when training starts; its loader and step RNG are detection.train_stream's
+    (a pure function of SEED and the iteration) and its checkpoints hold the optimizer."""
 
     def __init__(self, cfg, model=None):
         # DefaultTrainer.__init__ builds the model itself (here it comes built, its weights
@@ -368,7 +375,21 @@ class DetectionTrainer(DefaultTrainer):
         made = super().build_hooks()
         # the writers' files are made when training starts (a failed start leaves no files)
         writer = DeferredWriter(lambda: run_writers(self.cfg.OUTPUT_DIR, self.max_iter), 20)
-        return [writer if isinstance(h, hooks.PeriodicWriter) else h for h in made]
+        made = [writer if isinstance(h, hooks.PeriodicWriter) else h for h in made]
+        # detectron2's checkpoints (model_XXXXXXX, every one kept), each refused when a weight
+        # is not finite: the last one stays good (a diverged run's message names it)
+        made = [h for h in made if not isinstance(h, hooks.PeriodicCheckpointer)]
+        checkpoints = CheckpointHook(
+            self.checkpointer,
+            self.cfg.SOLVER.CHECKPOINT_PERIOD,
+            keep=None,
+            file_prefix="model",
+            learning_rates="SOLVER.BASE_LR",
+        )
+        made.insert(
+            next(i for i, h in enumerate(made) if isinstance(h, hooks.EvalHook)), checkpoints
+        )
+        return made
 
     def build_writers(self):
         return []  # DefaultTrainer.build_hooks calls this; DeferredWriter makes the real ones
@@ -376,7 +397,46 @@ class DetectionTrainer(DefaultTrainer):
     @classmethod
     def build_train_loader(cls, cfg):
         with class_histogram_numpy():  # detectron2 0.6's class histogram under NumPy 2
-            return super().build_train_loader(cfg)
+            return build_train_stream(cfg)
+
+    def resume_or_load(self, resume=True):
+        """DefaultTrainer's, then the data continue at the start iteration."""
+        super().resume_or_load(resume=resume)
+        self._trainer.data_loader.start_at(self.start_iter)
+
+    def state_dict(self):
+        """The iteration and the hooks' state (the LR schedule), the step's (the optimizer,
+        AMP's grad scaler: detectron2 0.6's DefaultTrainer leaves them out, so a resumed run
+        lost the momentum) and what identifies the data stream."""
+        state = TrainerBase.state_dict(self)
+        state["_trainer"] = self._trainer.state_dict()
+        state["data_stream"] = self._trainer.data_loader.state_dict()
+        return state
+
+    def load_state_dict(self, state):
+        TrainerBase.load_state_dict(self, state)
+        if "_trainer" in state:  # not in a checkpoint of before it was saved
+            self._trainer.load_state_dict(state["_trainer"])
+        changed = self._trainer.data_loader.differences(state.get("data_stream", {}))
+        if "data_stream" in state and changed:
+            logger.warning(
+                f"The resumed run's training data differ from the checkpoint's "
+                f"({', '.join(changed)}): it continues, but not as the run would have."
+            )
+
+    def run_step(self):
+        seed_step(self._trainer.data_loader.seed, comm.get_rank(), self.iter)
+        try:
+            super().run_step()
+        except FloatingPointError as e:
+            # detectron2's: "Loss became infinite or NaN ... loss_dict = {...}" (the losses),
+            # or "Predicted boxes or scores contain Inf/NaN. Training has diverged." (RPN)
+            message = " ".join(str(e).split())
+            what = f"model output ({message})"
+            if "loss_dict = " in message:
+                what = f"training loss ({message.split('loss_dict = ', 1)[1]})"
+            last = last_good_checkpoint(self.checkpointer)
+            raise non_finite_error(what, self.iter, last, "SOLVER.BASE_LR") from None
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

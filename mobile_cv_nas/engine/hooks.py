@@ -11,6 +11,7 @@ from detectron2.engine import HookBase, hooks
 from detectron2.utils import comm
 
 from ..integrity import remove_hash
+from .divergence import last_good_checkpoint, non_finite_error, non_finite_tensors
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +30,11 @@ class TemperatureHook(HookBase):
 
 
 class CheckpointHook(hooks.PeriodicCheckpointer):
-    """detectron2's PeriodicCheckpointer hook (fvcore's schedule: `checkpoint_{iter:07d}`
-    every `period` iterations, the last `keep` of them kept, `checkpoint_final` after the last
-    iteration, holding that iteration as detectron2's do), on the main process, with a check
-    that every weight is finite before each save.
+    """detectron2's PeriodicCheckpointer hook (fvcore's schedule: `<file_prefix>_{iter:07d}`
+    every `period` iterations, the last `keep` of them kept, `<file_prefix>_final` after the
+    last iteration, holding that iteration as detectron2's do; `checkpoint_*` in the search and
+    train tasks, `model_*` in detection), on the main process, with a check that every weight
+    is finite before each save.
 
     Nothing is saved after a failed iteration (a non-finite loss, an exception skips the
     iteration's after_step): the last good checkpoint stays the one `last_checkpoint` names.
@@ -40,23 +42,30 @@ class CheckpointHook(hooks.PeriodicCheckpointer):
     it; a checkpoint fvcore's schedule removes takes its sha256 file along.
     """
 
-    def __init__(self, checkpointer, period, keep=2):
+    def __init__(
+        self,
+        checkpointer,
+        period,
+        keep=2,
+        file_prefix="checkpoint",
+        learning_rates="SOLVER.BASE_LR, NAS.ALPHA_OPTIMIZER.BASE_LR",
+    ):
+        """`keep` None keeps every checkpoint; `learning_rates`: the keys a non-finite weight's
+        message says to lower."""
         # period <= 0: no periodic checkpoints (fvcore's schedule divides by the period)
         period = int(period) if int(period) > 0 else sys.maxsize
-        super().__init__(checkpointer, period, max_to_keep=int(keep), file_prefix="checkpoint")
+        keep = None if keep is None else int(keep)
+        super().__init__(checkpointer, period, max_to_keep=keep, file_prefix=file_prefix)
+        self.learning_rates = learning_rates
 
     def _check_finite(self, iteration):
-        bad = [
-            k
-            for k, v in self.checkpointer.model.state_dict().items()
-            if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()
-        ]
+        bad = non_finite_tensors(self.checkpointer.model.state_dict())
         if bad:
-            raise FloatingPointError(
-                f"Non-finite values in {len(bad)} weight tensor(s) (first: {bad[0]}) at "
-                f"iteration {iteration}: not saved, the run stopped. The last good "
-                f"checkpoint is the one named in {self.checkpointer.save_dir}/last_checkpoint; "
-                f"lower the learning rate and rerun with --resume."
+            raise non_finite_error(
+                f"weights ({len(bad)} tensor(s), first: {bad[0]}; not saved)",
+                iteration,
+                last_good_checkpoint(self.checkpointer),
+                self.learning_rates,
             )
 
     def step(self, iteration, **kwargs):

@@ -15,6 +15,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter, TensorboardXWriter
 
 from .checkpointer import AtomicCheckpointer
+from .divergence import last_good_checkpoint, non_finite_error
 from .errors import ConfigError
 from .hooks import CheckpointHook
 
@@ -129,10 +130,6 @@ class DeferredWriter(hooks.PeriodicWriter):
         self._writers = self._build_writers()
 
 
-class NonFiniteLossError(FloatingPointError):
-    """A loss that is NaN or infinite: the run stops, keeping its last good checkpoint."""
-
-
 class _NoTracebackForNonFiniteLoss(logging.Filter):
     """detectron2's training loop logs "Exception during training:" with the traceback of
     whatever stopped it. A non-finite loss (ours, or detectron2's own FloatingPointError) is
@@ -193,17 +190,16 @@ class ProjectTrainer(TrainerBase):
         return self.start_iter
 
     def last_checkpoint(self):
-        path = self.checkpointer.get_checkpoint_file() if self.checkpointer.has_checkpoint() else ""
-        return path or "(none yet)"
+        return last_good_checkpoint(self.checkpointer)
 
     def check_finite(self, loss, what):
         value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
         if not math.isfinite(value):
-            raise NonFiniteLossError(
-                f"Non-finite {what} ({value}) at iteration {self.iter}: the run stopped. "
-                f"The last good checkpoint is {self.last_checkpoint()}. --resume with the same "
-                f"config would repeat the same steps; lower the learning rate (SOLVER.BASE_LR, "
-                f"NAS.ALPHA_OPTIMIZER.BASE_LR) and start a new run in a new OUTPUT_DIR."
+            raise non_finite_error(
+                f"{what} ({value})",
+                self.iter,
+                self.last_checkpoint(),
+                "SOLVER.BASE_LR, NAS.ALPHA_OPTIMIZER.BASE_LR",
             )
 
     def run(self):
