@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from detectron2 import model_zoo as d2_model_zoo
 from detectron2.modeling import build_model
 from detectron2.utils.logger import _LOG_COUNTER
 from engine_helpers import (
@@ -30,7 +31,8 @@ from mobile_cv_nas import model_zoo
 from mobile_cv_nas.arch import build_model as build_classifier
 from mobile_cv_nas.data import build_classification_dataset
 from mobile_cv_nas.detection import check_registered_names
-from mobile_cv_nas.engine import new_config
+from mobile_cv_nas.engine import new_config, parse_args, setup_cfg
+from mobile_cv_nas.engine.errors import ConfigError
 
 CONFIG_DIR = REPO_ROOT / "configs" / "detection"
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.yaml") if not p.name.startswith("Base-"))
@@ -461,6 +463,42 @@ def test_no_detections_score_zero(coco, tmp_path, caplog):
         "The model made no detections on 'tiny_coco_val': its COCO bbox AP is 0; APl stays "
         "undefined (NaN: no ground truth to find)." in caplog.text
     )
+
+
+def test_a_detectron2_config_runs_as_detection(coco, tmp_path):
+    """detectron2's own R-50 FPN config sets no TASK: its keys make it a detection run, with
+    detectron2's ResNet backbone."""
+    config = d2_model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml")
+    out = tmp_path / "run"
+    opts = [*tiny_opts(coco, out), "MODEL.BACKBONE.FREEZE_AT", "0"]
+    status, err = train_net(["--config-file", config, *opts])
+    assert status == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["task"] == "detection" and metrics["iterations"] == 2
+    assert COCO_AP_KEYS <= set(_ap(metrics))
+    assert "build_resnet_fpn_backbone" in _log(out)
+
+
+@pytest.mark.parametrize(
+    "opts,named",
+    [
+        (["NAS.SPACE", "fbnetv2_f"], "NAS.SPACE to search/train"),
+        (["DATA.TRAIN", "my_images"], "DATA.TRAIN to search/train"),
+    ],
+)
+def test_a_config_mixing_tasks_is_refused(opts, named):
+    """No TASK, and keys of detection and of the classification tasks: one line naming
+    both; with TASK set, the other task's keys are named as not read."""
+    config = d2_model_zoo.get_config_file("COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml")
+    with pytest.raises(ConfigError) as e:
+        setup_cfg(parse_args(["--config-file", config, "MODEL.DEVICE", "cpu", *opts]))
+    message = str(e.value)
+    assert "point to two tasks" in message and named in message
+    assert "MODEL.META_ARCHITECTURE" in message or "MODEL.BACKBONE.NAME" in message
+    with pytest.raises(ConfigError, match=r"is not read by TASK detection"):
+        setup_cfg(
+            parse_args(["--config-file", config, "MODEL.DEVICE", "cpu", "TASK", "detection", *opts])
+        )
 
 
 def test_epochs_are_refused(coco, tmp_path):

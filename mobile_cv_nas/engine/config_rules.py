@@ -521,3 +521,33 @@ def _same(a, b):
     if isinstance(a, list | tuple) and isinstance(b, list | tuple):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
+
+
+def _set_keys(cfg, defaults):
+    """The keys `cfg` sets away from `defaults`."""
+    default_values = dict(walk(defaults))
+    return [
+        key
+        for key, value in walk(cfg)
+        if key in default_values and not _same(value, default_values[key])
+    ]
+
+
+def infer_task(cfg, defaults):
+    """TASK of a config that does not set it, from the keys it sets: detection when only
+    detection reads some of them (a detectron2 config: META_ARCHITECTURE, DATASETS, ...),
+    the default (search) otherwise. Keys of both kinds are ambiguous: refused, naming both."""
+    detection, classification = [], []
+    for key in _set_keys(cfg, defaults):
+        by_classification = any(task_reads(t, key) for t in TASK_READS)
+        if task_reads("detection", key) and not by_classification:
+            detection.append(key)
+        elif by_classification and not task_reads("detection", key):
+            classification.append(key)
+    if detection and classification:
+        raise ConfigError(
+            f"The config sets no TASK, and its keys point to two tasks: "
+            f"{', '.join(detection[:3])} to detection, {', '.join(classification[:3])} to "
+            f"search/train. Set TASK (detection, search, train) and drop the other task's keys."
+        )
+    return "detection" if detection else cfg.TASK

@@ -16,7 +16,7 @@ from ..cli_errors import one_line_usage_errors
 from ..config import add_mobile_cv_nas_config
 from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
 from ..layers.norm import norm_name
-from .config_rules import check_task_reads, check_values, walk
+from .config_rules import check_task_reads, check_values, infer_task, walk
 from .detection_task import add_detection_config, check_detection_config
 from .errors import ConfigError, OutputDirError
 
@@ -93,10 +93,11 @@ def setup_cfg(args):
     """The frozen config of a command line: --config-file (with _BASE_), then the KEY VALUE
     overrides; a typo in a key is a ConfigError naming it (with the closest real keys)."""
     cfg = new_config()
+    contents = []
     if args.config_file:
         if not os.path.isfile(args.config_file):
             raise ConfigError(f"Config file {args.config_file!r} does not exist.")
-        check_config_files(args.config_file)
+        contents = check_config_files(args.config_file)
         try:
             cfg.merge_from_file(args.config_file)
         except KeyError as e:
@@ -119,6 +120,9 @@ def setup_cfg(args):
         raise ConfigError(f"command line overrides {args.opts}: {e}") from None
     except ValueError as e:
         raise _value_error(e, "command line") from None
+    task_set = any("TASK" in c for c in contents) or "TASK" in args.opts[::2]
+    if not task_set:  # a detectron2 config (no TASK) is a detection run
+        cfg.TASK = infer_task(cfg, new_config())
     if args.eval_only and cfg.TASK != "detection":  # detection: run_detection reads the flag
         cfg.TASK = "eval"
     if args.eval_only and not cfg.MODEL.WEIGHTS.strip():
@@ -183,8 +187,9 @@ def _base_path(path, base):
 def check_config_files(path):
     """The chain of YAML files `path` reads through `_BASE_`: each must parse, be a mapping and
     exist, and the chain must not loop. One line naming the file (and the line of a syntax
-    error), where detectron2 would print a parser traceback or recurse until Python's limit."""
-    chain = []
+    error), where detectron2 would print a parser traceback or recurse until Python's limit.
+    Returns the files' contents, `path`'s first."""
+    chain, contents = [], []
     while True:
         real = os.path.realpath(path)
         if real in chain:
@@ -200,19 +205,20 @@ def check_config_files(path):
             problem = getattr(e, "problem", None) or str(e).splitlines()[0]
             raise ConfigError(f"config file {path!r}{where}: not valid YAML ({problem}).") from None
         if data is None:
-            return
+            return contents
         if not isinstance(data, dict):
             raise ConfigError(
                 f"config file {path!r}: holds a {type(data).__name__}, not KEY: VALUE pairs."
             )
+        contents.append(data)
         base = data.get("_BASE_")
         if base is None:
-            return
+            return contents
         if not isinstance(base, str):
             raise ConfigError(f"config file {path!r}: _BASE_ must be one file path, got {base!r}.")
         target = _base_path(path, base)
         if target.startswith(("https://", "http://")):
-            return  # detectron2 fetches it; its errors are its own
+            return contents  # detectron2 fetches it; its errors are its own
         if not os.path.isfile(target):
             raise ConfigError(
                 f"config file {path!r}: its _BASE_ {base!r} does not exist (looked for "
