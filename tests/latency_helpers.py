@@ -16,7 +16,7 @@ def multilinear_ms(config):
     work = (k * mid + mid * config.c_out) * pixels
     if config.mid is not None:  # the expansion conv
         work += config.c_in * mid * config.hw**2
-    if config.op == "skip" and config.same_width:  # an identity
+    if config.op == "skip" and config.has_identity:  # an identity
         work = 0.0
     return 0.01 + se + 1e-3 * len(config.op) + 1e-5 * work
 

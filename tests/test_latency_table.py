@@ -12,9 +12,11 @@ from latency_helpers import curved_ms, fake_table, log_ms, multilinear_ms
 
 from mobile_cv_nas.search.latency import (
     BlockConfig,
+    GridIndex,
     LatencyTable,
     LatencyTableError,
     build_latency_table,
+    build_module,
     check_table,
     grid_configs,
     load_latency_table,
@@ -46,7 +48,7 @@ def test_keys_name_every_field_and_parse_back():
     assert BlockConfig("skip", 8, 8, 1, 7).key == "skip|in=8|out=8|s=1|hw=7"
     for c in space_configs("tiny"):
         assert BlockConfig.from_key(c.key) == c
-    for bad in ("ir_k3|in=8|out=8|s=1", "ir_k3|in=8|out=8|s=1|hw=4|x=2", "ir_k3|in=8"):
+    for bad in ("ir_k3|in=8|out=8|s=1", "ir_k3|in=8|out=8|s=1|hw=4|x=2", "ir_k3|in=8", "a|b"):
         with pytest.raises(ValueError, match="is not op"):
             BlockConfig.from_key(bad)
 
@@ -140,6 +142,47 @@ def test_grid_interpolation_is_exact_on_the_grid_and_for_multilinear_latency(tmp
             interpolated += 1
             assert not measured
     assert interpolated > 100
+
+
+@pytest.mark.parametrize("space", ["tiny", "fashion_mnist", "fbnetv2_f"])
+def test_every_configuration_of_a_shipped_space_lies_in_its_grid(space):
+    configs = space_configs(space)
+    for points in (2, 3):
+        index = GridIndex(dict.fromkeys(grid_configs(configs, points), 1.0))
+        assert [c.key for c in configs if index.lookup(c) is None] == []
+
+
+def test_grid_points_of_equal_widths_keep_their_groups_structure(tmp_path):
+    """Where a stride-1 block's input and output ranges overlap, a grid corner of equal widths
+    is measured without the residual add (a skip: with its projection)."""
+    space = {
+        "name": "overlap",
+        "resolutions": [16],
+        "width_divisor": 8,
+        "num_classes": 4,
+        "stages": [
+            [{"op": "conv_k3_hs", "channels": [8, 24, 8], "stride": 2}],
+            [{"ops": ["ir_k3", "skip"], "channels": [8, 40, 8], "expansion": [2, 3, 1]}],
+        ],
+    }
+    plan = grid_configs(space_configs(space), 2)
+    corner = BlockConfig("ir_k3", 8, 8, 1, 8, 16, no_identity=True)
+    assert corner in plan and corner.key == "ir_k3|in=8|out=8|s=1|hw=8|mid=16|id=0"
+    assert BlockConfig("skip", 8, 8, 1, 8, no_identity=True) in plan
+    assert BlockConfig.from_key(corner.key) == corner
+    assert corner.group() == BlockConfig("ir_k3", 8, 24, 1, 8, 16).group()
+    assert corner.group() != BlockConfig("ir_k3", 8, 8, 1, 8, 16).group()
+    assert not build_module(corner, 8).use_residual
+    assert build_module(BlockConfig("ir_k3", 8, 8, 1, 8, 16), 8).use_residual
+    assert build_module(BlockConfig("skip", 8, 8, 1, 8, no_identity=True), 8).conv is not None
+    assert build_module(BlockConfig("skip", 8, 8, 1, 8), 8).conv is None
+    table = fake_table(space, tmp_path / "lut.json", grid=2)
+    interpolated = 0
+    for c in space_configs(space):
+        ms, measured = table.find(c)
+        assert ms == pytest.approx(multilinear_ms(c), rel=1e-12)
+        interpolated += not measured
+    assert interpolated > 10
 
 
 @pytest.mark.parametrize("measure, sign", [(curved_ms, 1), (log_ms, -1)])

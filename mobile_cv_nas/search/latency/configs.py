@@ -11,7 +11,9 @@ conv, op `classifier`). Its canonical key is the table's entry name, e.g.
     conv_k3_hs|in=3|out=16|s=2|hw=224               the stem
     classifier|in=1984|out=1000|s=1|hw=7           pool + classifier of the plain model
 
-`hw` is the input's height (= width: inputs are square); `mid` is given only where the block has
+`hw` is the input's height (= width: inputs are square); `id=0` marks a grid point of equal
+widths at stride 1 built without the residual add / identity (see grid.py; no arch has one);
+`mid` is given only where the block has
 an expansion (1x1) conv or a pool block's expansion, and is then its width. A user's op (not
 an inverted residual, pool block, skip or conv) is described by its op, widths, stride and size
 alone: it is measured with its builder's defaults, and its expansion cannot be searched.
@@ -56,6 +58,10 @@ class BlockConfig:
     stride: int
     hw: int
     mid: int | None = None  # the expansion width, where the block has an expansion conv
+    # A grid point only (never a block of an arch): equal widths at stride 1, built as blocks
+    # of differing widths are (an inverted residual without its residual add, a skip with its
+    # projection), so that the grid of a group of such blocks has its corners (see grid.py).
+    no_identity: bool = False
 
     @property
     def key(self) -> str:
@@ -63,6 +69,8 @@ class BlockConfig:
         parts.append(f"hw={self.hw}")
         if self.mid is not None:
             parts.append(f"mid={self.mid}")
+        if self.no_identity:
+            parts.append("id=0")
         return "|".join(parts)
 
     @classmethod
@@ -70,9 +78,10 @@ class BlockConfig:
         op, *fields = key.split("|")
         values = dict(f.split("=", 1) for f in fields if "=" in f)
         required = {"in", "out", "s", "hw"}
-        if len(values) != len(fields) or set(values) - required - {"mid"} or required - set(values):
+        unknown = set(values) - required - {"mid", "id"}
+        if len(values) != len(fields) or unknown or required - set(values):
             raise ValueError(
-                f"Latency table key {key!r} is not op|in=..|out=..|s=..|hw=..[|mid=..]."
+                f"Latency table key {key!r} is not op|in=..|out=..|s=..|hw=..[|mid=..][|id=0]."
             )
         mid = values.get("mid")
         return cls(
@@ -82,33 +91,46 @@ class BlockConfig:
             int(values["s"]),
             int(values["hw"]),
             None if mid is None else int(mid),
+            values.get("id") == "0",
         )
 
     # ---- the interpolation grid (see grid.py)
     @property
-    def same_width(self) -> bool:
-        """Input and output widths agree at stride 1: a residual add, an identity skip."""
-        return self.c_in == self.c_out and self.stride == 1
+    def has_identity(self) -> bool:
+        """Input and output widths agree at stride 1 where that changes the block: an inverted
+        residual adds its input, a skip is the identity."""
+        return (
+            self.c_in == self.c_out
+            and self.stride == 1
+            and not self.no_identity
+            and op_kind(self.op) in ("ir", "skip")
+        )
 
     def group(self) -> tuple:
         """What must match exactly for two configurations to share an interpolation grid."""
-        return (self.op, self.stride, self.hw, self.same_width, self.mid is None)
+        return (self.op, self.stride, self.hw, self.has_identity, self.mid is None)
 
     def coordinates(self) -> tuple[int, ...]:
-        """The widths interpolated over: in, [mid], [out] (out is in where they agree)."""
+        """The widths interpolated over: in, [mid], [out] (out is in where the block has its
+        identity path)."""
         coords = (self.c_in,)
         if self.mid is not None:
             coords += (self.mid,)
-        if not self.same_width:
+        if not self.has_identity:
             coords += (self.c_out,)
         return coords
 
     def with_coordinates(self, coords) -> BlockConfig:
+        """The configuration of this one's group at `coords`."""
         coords = list(coords)
         c_in = coords.pop(0)
         mid = coords.pop(0) if self.mid is not None else None
-        c_out = coords.pop(0) if not self.same_width else c_in
-        return dataclasses.replace(self, c_in=c_in, mid=mid, c_out=c_out)
+        identity = self.has_identity
+        c_out = c_in if identity else coords.pop(0)
+        point = dataclasses.replace(self, c_in=c_in, mid=mid, c_out=c_out, no_identity=False)
+        if not identity and point.has_identity:  # keep the group's structure
+            point = dataclasses.replace(point, no_identity=True)
+        return point
 
 
 # ------------------------------------------------------------------------------ op kinds

@@ -7,7 +7,10 @@ group the widths (input, mid, output: `BlockConfig.coordinates`) are the interpo
 coordinates. The grid of a group takes, per coordinate, `points` of the widths the space uses
 (all of them when it uses no more), spread evenly over their range, both ends included, and is
 measured at every combination of those (`grid_configs`). A configuration off the grid gets the
-multilinear interpolation of the 2^d grid points around it (`GridIndex.lookup`).
+multilinear interpolation of the 2^d grid points around it (`GridIndex.lookup`). Where the
+input and output ranges of a stride-1 block overlap, a grid point may have equal widths: it is
+measured as its group's blocks are built (no residual add, a skip's projection; key `id=0`),
+and the blocks of the space that do have equal widths form a group of their own.
 
 Why multilinear: a block's work is a sum of terms each linear in one width or in the product
 of two (a 1x1 conv: in x mid, mid x out; a depthwise conv: mid), which multilinear

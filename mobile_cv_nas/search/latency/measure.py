@@ -44,6 +44,10 @@ def build_module(config: BlockConfig, width_divisor: int) -> torch.nn.Module:
     if kind == "ir":
         options["mid_channels"] = config.c_in if config.mid is None else config.mid
         options["force_pw"] = config.mid is not None
+        if config.no_identity:
+            options["residual"] = False
+    elif kind == "skip" and config.no_identity:
+        options["projection"] = True
     elif kind == "pool":
         options["mid_channels"] = config.mid
     builder = BLOCK_REGISTRY.get(config.op)
