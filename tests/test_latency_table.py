@@ -251,12 +251,31 @@ def test_an_interrupted_build_is_saved_and_continued(tmp_path):
     with pytest.raises(LatencyTableError, match="incomplete: its build stopped after 20 of"):
         check_table(saved)
     second = Interrupting(10**6, value=2.0)
-    table = build_latency_table(SMALL_SPACE, path, measure=second, progress=None)
+    table = build_latency_table(SMALL_SPACE, path, measure=second, progress=None, recheck=0)
     planned = len(grid_configs(space_configs(SMALL_SPACE), 3))
     assert len(second.calls) == planned - 20 and not set(second.calls) & set(first.calls)
     assert table.meta["complete"] and len(table.entries) == planned
     assert all(table.entries[k] == 1.0 for k in first.calls)  # not measured again
     assert LatencyTable.load(path).entries == table.entries
+
+
+def test_entries_slowed_while_measured_are_measured_again(tmp_path):
+    """A grid point measured 30% slow (another process on the machine) stands out of its
+    group's multilinear fit, is measured again and keeps the lower figure; points on the fit
+    are measured once."""
+    slowed, calls = "ir_k3_se_hs|in=12|out=24|s=2|hw=14|mid=40", []
+
+    def measure(config):
+        calls.append(config.key)
+        slow = config.key == slowed and calls.count(slowed) == 1
+        return multilinear_ms(config) * (1.3 if slow else 1.0)
+
+    table = fake_table("tiny", tmp_path / "lut.json", measure=measure, grid=3)
+    assert slowed in table.entries and calls.count(slowed) == 2
+    assert table.entries[slowed] == multilinear_ms(BlockConfig.from_key(slowed))
+    recheck = table.meta["recheck"]
+    assert (recheck["remeasured"], recheck["lowered"], recheck["threshold"]) == (1, 1, 0.08)
+    assert len(calls) == len(table.entries) + 1
 
 
 def test_a_killed_build_loses_at_most_the_last_save_interval(tmp_path):

@@ -12,8 +12,10 @@ pool + classifier), each module timed alone with torch.utils.benchmark on this m
 Progress and an ETA go to stderr. The table is saved every --save-every seconds: kill the
 build and run the same command again, and it continues where it stopped. `--grid N` measures
 N widths per coordinate (input, mid, output) of each op, stride and resolution and
-interpolates the rest multilinearly (0: every width); `--check-interpolation K` measures K
-configurations off the grid as well and reports the error the interpolation adds. The table
+interpolates the rest multilinearly (0: every width); `--recheck R` measures again the
+entries more than R above the multilinear fit of their group (slowed by another process: a
+shared machine); `--check-interpolation K` measures K configurations off the grid as well
+and reports the error the interpolation adds. The table
 records the space (name and a hash of its content), device, threads, batch, dtype, torch
 version and machine (CPU model and core count, no host name). Errors: one line, exit status
 2; interrupted: exit status 130, the table saved.
@@ -59,6 +61,13 @@ def parse_args(argv):
         metavar="K",
         help="also measure K configurations off the grid and report the interpolation error",
     )
+    p.add_argument(
+        "--recheck",
+        type=float,
+        default=0.08,
+        metavar="R",
+        help="measure again the entries more than R above their group's fit (0: none)",
+    )
     p.add_argument("--save-every", type=float, default=10.0, help="seconds between saves")
     p.add_argument("--dry-run", action="store_true", help="print the counts, measure nothing")
     one_line_usage_errors(p)
@@ -67,8 +76,8 @@ def parse_args(argv):
         p.error("--threads and --batch must be >= 1")
     if args.grid < 0 or args.grid == 1:
         p.error("--grid must be 0 (every width) or >= 2 (both ends of every width range)")
-    if args.check_interpolation < 0 or args.save_every <= 0:
-        p.error("--check-interpolation must be >= 0 and --save-every > 0")
+    if args.check_interpolation < 0 or args.save_every <= 0 or args.recheck < 0:
+        p.error("--check-interpolation and --recheck must be >= 0, --save-every > 0")
     if args.device == "cuda":
         import torch
 
@@ -110,6 +119,7 @@ def main(argv=None):
             num_classes=args.num_classes,
             in_channels=args.in_channels,
             check_interpolation=args.check_interpolation,
+            recheck=args.recheck,
             save_every_s=args.save_every,
             space_arg=args.space,
         )

@@ -26,6 +26,8 @@ import bisect
 import collections
 import itertools
 
+import torch
+
 from .configs import BlockConfig
 
 
@@ -110,3 +112,35 @@ class GridIndex:
                 weight *= w
             total += weight * points[point]
         return total, False
+
+
+def suspect_points(entries, threshold):
+    """The configurations of `entries` ({BlockConfig: ms}) measured more than `threshold`
+    (relative) above the least-squares multilinear fit of their group: most likely slowed by
+    another process while they were timed (on a shared machine contention only ever adds
+    time), and every interpolation near them would carry it. Groups with no more points than
+    the fit has terms are not judged."""
+    groups = collections.defaultdict(dict)
+    for config, ms in entries.items():
+        groups[config.group()][config] = float(ms)
+    suspects = []
+    for points in groups.values():
+        configs = sorted(points)
+        coords = torch.tensor([c.coordinates() for c in configs], dtype=torch.float64)
+        low, high = coords.min(0).values, coords.max(0).values
+        varying = (high > low).nonzero().flatten().tolist()
+        if not varying or len(configs) <= 2 ** len(varying):
+            continue
+        x = (coords[:, varying] - low[varying]) / (high[varying] - low[varying])
+        terms = [
+            x[:, list(subset)].prod(1) if subset else torch.ones(len(configs), dtype=x.dtype)
+            for n in range(len(varying) + 1)
+            for subset in itertools.combinations(range(len(varying)), n)
+        ]
+        design = torch.stack(terms, 1)
+        values = torch.tensor([points[c] for c in configs], dtype=torch.float64)
+        fit = design @ torch.linalg.lstsq(design, values[:, None]).solution.flatten()
+        for config, value, expected in zip(configs, values.tolist(), fit.tolist(), strict=True):
+            if expected > 0 and value > expected * (1 + threshold):
+                suspects.append(config)
+    return suspects
