@@ -15,6 +15,7 @@ TASKS = ("search", "train", "eval", "detection")
 COST_LOSSES = ("target", "multiplicative", "additive")
 DERIVES = ("budget", "argmax")  # NAS.DERIVE
 SAMPLINGS = ("mixture", "single_path")  # NAS.SAMPLING, see mobile_cv_nas/search/supernet.py
+COST_METRICS = ("flops", "params", "latency")  # NAS.COST.METRIC
 
 
 def _node(cfg, new_allowed=False):
@@ -86,8 +87,17 @@ def add_search_config(cfg):
     # target); additive: CE + LAMBDA * cost / target (FBNetV2's CE + cost, cost in units of
     # the target). See mobile_cv_nas/search/cost_loss.py.
     cfg.NAS.COST.LOSS = "target"
-    cfg.NAS.COST.METRIC = ""  # flops | params; empty: the space's `cost`
-    cfg.NAS.COST.TARGET_M = 0.0  # target in MFLOPs or M params; 0: the space's middle
+    # flops | params | latency (needs LUT); empty: the space's `cost`
+    cfg.NAS.COST.METRIC = ""
+    # target in MFLOPs or M params; 0: the geometric middle of the space's range
+    cfg.NAS.COST.TARGET_M = 0.0
+    # METRIC latency: the target in ms (TARGET_M stays 0); 0: the geometric middle
+    cfg.NAS.COST.TARGET_MS = 0.0
+    # A latency table (tools/build_latency_lut.py) of the space: the expected latency under the
+    # gates is the cost with METRIC latency; with another metric the searched architecture's
+    # predicted latency is reported. Refused when it was built for another space or is
+    # incomplete; see mobile_cv_nas/search/latency/table.py. Empty: none.
+    cfg.NAS.COST.LUT = ""
     cfg.NAS.COST.A = 0.2
     cfg.NAS.COST.B = 0.6
     cfg.NAS.COST.LAMBDA = 0.1

@@ -149,7 +149,7 @@ def class_fraction(v):
 
 
 def cost_target(v):
-    """NAS.COST.TARGET_M: 0 means the space's middle; a target is > 0."""
+    """NAS.COST.TARGET_M / TARGET_MS: 0 means the space's middle; a target is > 0."""
     if _is_number(v) and math.isfinite(v) and v >= 0:
         return None
     return "must be >= 0 (0: the space's middle)"
@@ -211,7 +211,9 @@ RULES = {
     "NAS.TAU.MIN": positive,  # and <= NAS.TAU.START: run_config.check_config
     "NAS.COST.LOSS": text,  # choices: run_config.check_config
     "NAS.COST.METRIC": text,  # choices: run_config.check_config
+    "NAS.COST.LUT": text,  # a latency table: loaded and checked by search_task.cost_target
     "NAS.COST.TARGET_M": cost_target,
+    "NAS.COST.TARGET_MS": cost_target,  # with METRIC latency only: run_config.check_config
     "NAS.COST.A": positive,
     "NAS.COST.B": positive,
     "NAS.COST.LAMBDA": non_negative,

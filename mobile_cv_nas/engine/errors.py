@@ -7,6 +7,7 @@ from ..data import DatasetError
 from ..detection import DetectionConfigError, DetectionDataError
 from ..model_zoo import CatalogError, UnknownModelError
 from ..search import SearchAdapterError, SearchSpaceError
+from ..search.latency import LatencyTableError
 
 
 class ConfigError(ValueError):
@@ -26,6 +27,7 @@ USER_ERRORS = (
     DatasetError,
     DetectionConfigError,
     DetectionDataError,
+    LatencyTableError,
     OutputDirError,
     SearchAdapterError,
     SearchSpaceError,

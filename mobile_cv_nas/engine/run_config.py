@@ -14,7 +14,7 @@ from detectron2.engine import default_argument_parser
 
 from ..cli_errors import one_line_usage_errors
 from ..config import add_mobile_cv_nas_config
-from ..config.defaults import COST_LOSSES, DERIVES, SAMPLINGS, TASKS
+from ..config.defaults import COST_LOSSES, COST_METRICS, DERIVES, SAMPLINGS, TASKS
 from ..layers.norm import norm_name
 from .config_rules import check_task_reads, check_values, infer_task, walk
 from .detection_task import add_detection_config, check_detection_config
@@ -232,6 +232,30 @@ def _check_choice(value, choices, key):
         raise ConfigError(f"{key} = {value!r}: use one of {', '.join(choices)}.")
 
 
+def check_latency_keys(cost):
+    """NAS.COST.METRIC latency needs a table (LUT) and takes its target in ms (TARGET_MS);
+    the other metrics take theirs in millions (TARGET_M): a target in the other key would be
+    read in the wrong unit."""
+    latency = cost.METRIC == "latency"
+    if latency and not cost.LUT:
+        raise ConfigError(
+            "NAS.COST.METRIC latency needs a latency table: set NAS.COST.LUT to one built for "
+            "the space with tools/build_latency_lut.py (README, 'Latency tables')."
+        )
+    if latency and cost.TARGET_M:
+        raise ConfigError(
+            f"NAS.COST.TARGET_M = {cost.TARGET_M} is in MFLOPs or M params, but NAS.COST.METRIC "
+            f"is latency: give the latency target in ms as NAS.COST.TARGET_MS and set "
+            f"NAS.COST.TARGET_M 0."
+        )
+    if not latency and cost.TARGET_MS:
+        raise ConfigError(
+            f"NAS.COST.TARGET_MS = {cost.TARGET_MS} is a latency target, but NAS.COST.METRIC is "
+            f"{cost.METRIC or 'the space cost'!r}: set NAS.COST.METRIC latency (with "
+            f"NAS.COST.LUT), or give the target as NAS.COST.TARGET_M."
+        )
+
+
 def check_config(cfg):
     """Every key's value (engine/config_rules.py), then the names and combinations."""
     check_values(cfg)
@@ -246,7 +270,8 @@ def check_config(cfg):
         )
     _check_choice(cfg.DATA.AUGMENT, AUGMENTS, "DATA.AUGMENT")
     if cfg.NAS.COST.METRIC:
-        _check_choice(cfg.NAS.COST.METRIC, ("flops", "params"), "NAS.COST.METRIC")
+        _check_choice(cfg.NAS.COST.METRIC, COST_METRICS, "NAS.COST.METRIC")
+    check_latency_keys(cfg.NAS.COST)
     if cfg.TASK != "detection":  # detection's names: detection/config.py
         try:
             norm_name(cfg.MODEL.MOBILE_CV_NAS.NORM)

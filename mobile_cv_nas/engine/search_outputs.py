@@ -21,7 +21,9 @@ from ..flops import count_flops
 from ..io import atomic_write, write_json
 from ..search import derive_arch, derive_model
 from ..search.budget import budget_argmax, choices_applied
+from ..search.cost_bounds import metric_unit
 from ..search.cost_loss import search_landing
+from ..search.latency import predict_latency
 from ..visualization import plot_architecture, plot_search_curves
 from .evaluation import evaluate_classifier
 from .search_record import probabilities
@@ -85,6 +87,10 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
         accuracy = inherited_accuracy(trainer, data, net)
         arch = derive_arch(net, name=f"{net.space.name}_searched" if net.space.name else None)
     report = count_flops(build_model(arch), arch.input_size)
+    searched = {"flops_m": report.mflops, "params_m": report.mparams}
+    if net.latency is not None:
+        searched["latency_ms"] = predict_latency(arch, net.latency.table)
+    searched["input_size"] = arch.input_size
     tolerance = trainer.cfg.NAS.COST.TOLERANCE
     landing, warnings = search_landing(net, metric, target, bounds, tolerance, derived_cost)
     landing["budget_changes"] = [dataclasses.asdict(c) for c in changes]
@@ -103,11 +109,7 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
         # target, argmax cost, relative miss, expected cost (NAS.COST.TOLERANCE)
         "landing": landing,
         "warnings": warnings,
-        "searched": {
-            "flops_m": report.mflops,
-            "params_m": report.mparams,
-            "input_size": arch.input_size,
-        },
+        "searched": searched,
         # the derived arch with the supernet's weights, norms re-estimated; not retrained
         "inherited_val_top1": accuracy["top1"],
         "inherited_val_count": accuracy["count"],
@@ -122,10 +124,21 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
         "seconds": seconds,
         "iteration_time": search_iteration_time(trainer),
     }
+    if net.latency is not None:
+        table = net.latency.table
+        metrics["latency_table"] = {
+            "path": table.path,
+            "measured_on": table.describe(),
+            "space": table.meta.get("space", {}).get("name"),
+            "entries": len(table.entries),
+            "interpolation_check": table.meta.get("interpolation_check"),
+            "warnings": list(net.latency_warnings),
+        }
     if comm.is_main_process():
         if changes:
             logger.info(
-                f"The argmax architecture costs {landing['argmax_cost_m']:.4g} M "
+                f"The argmax architecture costs {landing['argmax_cost_m']:.4g} "
+                f"{metric_unit(metric)} "
                 f"({landing['argmax_relative_miss']:+.1%} off the target); the derived one "
                 f"(NAS.DERIVE budget) changes {len(changes)} decision(s) to land at "
                 f"{landing['relative_miss']:+.1%}: " + "; ".join(map(str, changes))
@@ -150,10 +163,11 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
             title=f"DMaskingNAS search over {net.space.name}",
         )
         write_json(os.path.join(out, "metrics.json"), metrics)
+        latency = f"{searched['latency_ms']:.4g} ms predicted, " if "latency_ms" in searched else ""
         logger.info(
             f"Searched architecture: {report.mflops:.3f} MFLOPs, {report.mparams:.4f} M params, "
-            f"input {arch.input_size}; with the supernet's weights (not retrained) it has val "
-            f"top-1 {accuracy['top1']:.2f}%. Wrote arch.yaml, arch.png, search_curves.png, "
+            f"{latency}input {arch.input_size}; with the supernet's weights (not retrained) it "
+            f"has val top-1 {accuracy['top1']:.2f}%. Wrote arch.yaml, arch.png, search_curves.png, "
             f"metrics.json to {out}."
         )
     comm.synchronize()

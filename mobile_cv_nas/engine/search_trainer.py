@@ -123,6 +123,8 @@ class SearchTrainer(ProjectTrainer):
         storage.put_scalars(
             effective_mflops=float(cost.flops) / 1e6, effective_mparams=float(cost.params) / 1e6
         )
+        if cost.latency is not None:
+            storage.put_scalars(effective_latency_ms=float(cost.latency) / 1e6)
         if self.iter >= self.alpha_start_iter:
             ce, accuracy = self._step(self._alpha_batches)
             loss, term = self.cost_loss.alpha_loss(ce, self.supernet, self.metric)

@@ -51,7 +51,7 @@ def cost_of(supernet, choices, metric):
     with _gates_kept(supernet):
         for name, decision in supernet.decisions.items():
             _one_hot(decision, choices[name])
-        return float(getattr(supernet.effective_cost(), metric))
+        return float(supernet.effective_cost().of(metric))
 
 
 def _candidates(decision, current):

@@ -4,14 +4,26 @@ architecture (logged during a search) and the cheapest / dearest ones (is a targ
 Costs add up over layers, and every layer's cost grows with its widths, expansion and input
 resolution. So the extreme architectures take the extreme numeric option of every width,
 expansion and resolution decision, then, block by block, the op of extreme cost at those
-widths (blocks are independent once the widths are fixed).
+widths (blocks are independent once the widths are fixed). Measured latencies need not grow
+with every width (a kernel may favour a wider layer), so the latency's extremes are found
+exactly instead (`latency.SupernetLatency.extreme`).
+
+Units: costs are counted in FLOPs, params and nanoseconds, and reported in millions of them
+(`metric_unit`: MFLOPs, M params, ms), the units of NAS.COST.TARGET_M (MFLOPs, M params) and
+NAS.COST.TARGET_MS (ms).
 """
 
 import contextlib
 
 import torch
 
-METRICS = ("flops", "params")
+METRICS = ("flops", "params", "latency")
+UNITS = {"flops": "MFLOPs", "params": "M params", "latency": "ms"}
+
+
+def metric_unit(metric):
+    """The unit a cost of `metric` is reported in (its value / 1e6)."""
+    return UNITS.get(metric, "M")
 
 
 @contextlib.contextmanager
@@ -45,7 +57,7 @@ def expected_cost(supernet, tau=None):
 
 @torch.no_grad()
 def argmax_cost(supernet):
-    """The `Cost` (flops, params) of the architecture `derive_arch` would give now."""
+    """The `Cost` (flops, params, latency) of the architecture `derive_arch` would give now."""
     with _gates_kept(supernet):
         for decision in supernet.decisions.values():
             _one_hot(decision, int(decision.alpha.argmax()))
@@ -58,14 +70,18 @@ def _is_op(decision):
 
 @torch.no_grad()
 def extreme_cost(supernet, metric, cheapest=True):
-    """The smallest (or largest) `metric` ('flops' or 'params') of any architecture in the
-    supernet's space, as a float."""
+    """The smallest (or largest) `metric` ('flops', 'params' or 'latency', in FLOPs, params or
+    ns) of any architecture in the supernet's space, as a float."""
     if metric not in METRICS:
         raise ValueError(f"Unknown cost metric {metric!r}: use one of {', '.join(METRICS)}.")
+    if metric == "latency":
+        if supernet.latency is None:
+            raise ValueError("The supernet has no latency table (Supernet.set_latency_table).")
+        return supernet.latency.extreme(cheapest)[0] * 1e6
     pick = min if cheapest else max
 
     def value():
-        return float(getattr(supernet.effective_cost(), metric))
+        return float(supernet.effective_cost().of(metric))
 
     with _gates_kept(supernet):
         for decision in supernet.decisions.values():
@@ -81,7 +97,7 @@ def extreme_cost(supernet, metric, cheapest=True):
             for index in range(len(block.op_choice.options)):
                 _one_hot(block.op_choice, index)
                 _, layers = block.layer_costs(shape)
-                costs.append(sum(float(getattr(cost, metric)) for _, cost in layers))
+                costs.append(sum(float(cost.of(metric)) for _, cost in layers))
             _one_hot(block.op_choice, costs.index(pick(costs)))
         return value()
 

@@ -1,5 +1,6 @@
 """The search loss: cross-entropy combined with the supernet's cost, against a target cost T
-(FLOPs or params), and the end-of-search check that the searched architecture landed on T.
+(FLOPs, params or latency), and the end-of-search check that the searched architecture landed
+on T.
 
 Three forms:
   * target (the default; TuNAS's absolute-value reward, Bender et al. 2020, as a penalty on the
@@ -76,7 +77,7 @@ import math
 
 import torch
 
-from .cost_bounds import argmax_cost, expected_cost
+from .cost_bounds import argmax_cost, expected_cost, metric_unit
 
 FORMS = ("target", "multiplicative", "additive")
 
@@ -89,13 +90,16 @@ class CostLoss:
         if form not in FORMS:
             raise ValueError(f"Unknown cost loss {form!r}: use one of {', '.join(FORMS)}.")
         if not target > 1:
-            raise ValueError(f"The cost target must be > 1 (FLOPs or params), got {target!r}.")
+            raise ValueError(
+                f"The cost target must be > 1 (FLOPs, params or ns of latency), got {target!r}."
+            )
         self.form, self.target = form, float(target)
         self.a, self.b, self.lam, self.beta = float(a), float(b), float(lam), float(beta)
 
     @classmethod
     def from_config(cls, cost_cfg, target):
-        """From the NAS.COST node (LOSS, A, B, LAMBDA, BETA) and the target (FLOPs/params)."""
+        """From the NAS.COST node (LOSS, A, B, LAMBDA, BETA) and the target (FLOPs, params or
+        ns)."""
         c = cost_cfg
         return cls(c.LOSS, target, a=c.A, b=c.B, lam=c.LAMBDA, beta=c.BETA)
 
@@ -104,8 +108,8 @@ class CostLoss:
         expected cost under softmax(alpha / tau) at the sampler's tau (no noise), for the others
         the effective cost of the step's sampled gates."""
         if self.form == "target":
-            return getattr(expected_cost(supernet), metric)
-        return getattr(supernet.effective_cost(), metric)
+            return expected_cost(supernet).of(metric)
+        return supernet.effective_cost().of(metric)
 
     def alpha_loss(self, ce, supernet, metric):
         """(total loss, cost term) of the alpha step, whose forward produced `ce`."""
@@ -145,11 +149,12 @@ def landing_report(
     `target`, `argmax` (the plain argmax architecture's cost), `expected` (the expected cost
     under the final gates), `derived` (the derived architecture's cost when the derivation
     is budget-constrained, see search/budget.py; default: the argmax) and `cost_range` (the
-    space's (cheapest, dearest)) in FLOPs or params; `tolerance`: the relative miss allowed
+    space's (cheapest, dearest)) in FLOPs, params or ns (latency; the `_m` figures of the
+    report are then in ms); `tolerance`: the relative miss allowed
     (NAS.COST.TOLERANCE). The miss is the derived architecture's: it is what the user gets."""
     if not tolerance > 0:
         raise ValueError(f"The cost tolerance must be > 0, got {tolerance!r}.")
-    unit = "MFLOPs" if metric == "flops" else "M params"
+    unit = metric_unit(metric)
     low, high = (float(c) for c in cost_range)
     target, argmax, expected = float(target), float(argmax), float(expected)
     derived = argmax if derived is None else float(derived)
@@ -200,8 +205,8 @@ def search_landing(supernet, metric, target, cost_range, tolerance=0.05, derived
     expected cost under softmax(alpha / tau) at the sampler's final temperature; `derived`:
     the derived architecture's cost when it is not the plain argmax."""
     with torch.no_grad():
-        argmax = getattr(argmax_cost(supernet), metric)
-        expected = getattr(expected_cost(supernet), metric)
+        argmax = argmax_cost(supernet).of(metric)
+        expected = expected_cost(supernet).of(metric)
     return landing_report(
         target,
         argmax,

@@ -26,7 +26,7 @@ from .cost_loss import CostLoss
 
 @dataclasses.dataclass
 class CostOnlyResult:
-    """Costs (FLOPs or params) after a cost-only search for `target`."""
+    """Costs (FLOPs, params or ns of latency) after a cost-only search for `target`."""
 
     target: float
     argmax: float  # the plain argmax architecture's
@@ -81,7 +81,7 @@ def cost_only_search(
         term.backward()
         optimizer.step()
     with torch.no_grad():
-        argmax = float(getattr(argmax_cost(supernet), metric))
-        expected = float(getattr(expected_cost(supernet), metric))
+        argmax = float(argmax_cost(supernet).of(metric))
+        expected = float(expected_cost(supernet).of(metric))
     _, derived, changes = budget_argmax(supernet, metric, target, tolerance)
     return CostOnlyResult(float(target), argmax, expected, derived, changes)

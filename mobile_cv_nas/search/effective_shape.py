@@ -57,14 +57,35 @@ class EffectiveShape:
 
 @dataclasses.dataclass
 class Cost:
+    """FLOPs and params; and, for a supernet with a latency table, its expected latency in
+    nanoseconds (so that, as FLOPs and params, it is reported in millions: ms), the network's
+    as a whole (layers have none)."""
+
     flops: torch.Tensor
     params: torch.Tensor
+    latency: torch.Tensor | None = None
 
     def __add__(self, other):
-        return Cost(self.flops + other.flops, self.params + other.params)
+        latency = None
+        if self.latency is not None and other.latency is not None:
+            latency = self.latency + other.latency
+        return Cost(self.flops + other.flops, self.params + other.params, latency)
 
     def scaled(self, weight):
-        return Cost(self.flops * weight, self.params * weight)
+        latency = None if self.latency is None else self.latency * weight
+        return Cost(self.flops * weight, self.params * weight, latency)
+
+    def of(self, metric):
+        """The cost in `metric` ('flops', 'params' or 'latency')."""
+        if metric not in ("flops", "params", "latency"):
+            raise ValueError(f"Unknown cost metric {metric!r}: use flops, params or latency.")
+        value = getattr(self, metric)
+        if value is None:
+            raise ValueError(
+                "This cost has no latency: the supernet has no latency table (NAS.COST.LUT, "
+                "or Supernet(..., latency_table=...))."
+            )
+        return value
 
 
 def conv_cost(out_shape, in_channels, out_channels, kernel_size=1, groups=1):

@@ -92,7 +92,9 @@ class Supernet(nn.Module):
     every alpha); `cost()` the one named by the space (`flops` or `params`).
 
     `in_channels` (default: the space's) is the number of image channels; `norm` (a name or
-    callable, see `mobile_cv_nas.layers.norm`) is every block's norm layer.
+    callable, see `mobile_cv_nas.layers.norm`) is every block's norm layer; `latency_table`
+    (a `latency.LatencyTable` or its path, see `set_latency_table`) adds the expected latency
+    to `effective_cost()`.
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Supernet(nn.Module):
         in_channels: int | None = None,
         norm: str | Callable[[int], nn.Module] | None = "bn",
         sampling: str = "mixture",
+        latency_table: Any = None,
     ) -> None:
         super().__init__()
         if sampling not in SAMPLINGS:
@@ -156,6 +159,26 @@ class Supernet(nn.Module):
             block.single_path = single_path
         if self.resolution_sampler is not None:
             self.resolution_sampler.single_path = single_path
+        self.latency = None  # a latency.SupernetLatency once a table is set
+        self.latency_warnings: list[str] = []
+        if latency_table is not None:
+            self.set_latency_table(latency_table)
+
+    def set_latency_table(self, table, check=True, space_arg=None):
+        """Use `table` (a LatencyTable or a path) for the latency cost. With `check`, the table
+        must fit this supernet's space (`latency.check_table`: LatencyTableError otherwise);
+        its warnings (another torch version) are kept in `latency_warnings`. `space_arg`: how
+        a rebuild command names the space (a search's NAS.SPACE)."""
+        from .latency import LatencyTable, SupernetLatency, check_table
+
+        if not isinstance(table, LatencyTable):
+            table = LatencyTable.load(table)
+        if check:
+            self.latency_warnings = check_table(
+                table, self.space, in_channels=self.in_channels, space_arg=space_arg
+            )
+        self.latency = SupernetLatency(self, table)
+        return self.latency
 
     @property
     def resolution_choice(self) -> Decision:
@@ -237,17 +260,24 @@ class Supernet(nn.Module):
         return [(names[layer], cost) for layer, cost in self._layer_costs()]
 
     def effective_cost(self, by_module: bool = False) -> Cost | tuple[Cost, dict[str, Cost]]:
-        """Expected FLOPs/params of the current gates (published convention, float64),
-        differentiable in every alpha; with `by_module`, also a {module name: Cost} for every
-        module and its ancestors."""
+        """Expected FLOPs/params of the current gates (published convention, float64), and
+        the expected latency in ns when a latency table is set, differentiable in every alpha;
+        with `by_module`, also a {module name: Cost} for every module and its ancestors (the
+        latency only in the total, "")."""
         if by_module:
             per_module = roll_up(self.layer_costs())
+            per_module[""] = self._with_latency(per_module[""])
             return per_module[""], per_module
         layers = self._layer_costs()
         total = layers[0][1]
         for _, cost in layers[1:]:
             total = total + cost
-        return total
+        return self._with_latency(total)
+
+    def _with_latency(self, cost):
+        if self.latency is None:
+            return cost
+        return Cost(cost.flops, cost.params, self.latency.expected_ms() * 1e6)
 
     def cost(self) -> torch.Tensor:
         """The cost term of the loss: effective FLOPs or params, as the space says."""

@@ -100,7 +100,7 @@ def _plot_cost(ax, records, x_key):
         if xs:
             ax.plot(xs, [y / 1e6 for y in ys], label=label, **style)
     ax.set_title(f"(b) {metric}", fontsize=10)
-    ax.set_ylabel(f"{metric} (M)")
+    ax.set_ylabel(f"{metric} ({'ms' if metric == 'latency' else 'M'})")  # costs in ns / 1e6
     ax.legend(fontsize=7)
 
 
