@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""How well does a latency table predict the latency of whole networks? Random architectures
+of a search space (one uniformly random option per decision, seeded) are built as plain
+models and timed end to end exactly as the table's blocks were (same device, threads, batch,
+dtype and timer); their predicted latency (`predict_latency`, the sum of their blocks'
+entries) is compared with the measurement.
+
+    OMP_NUM_THREADS=1 python tools/build_latency_lut.py --space fbnetv2_f --output f_lut.json
+    OMP_NUM_THREADS=1 python tools/benchmark_latency.py --space fbnetv2_f --lut f_lut.json \\
+        --num-archs 100 --plot latency_f.png --json latency_f.json
+
+Prints the share of architectures predicted within +-10% and +-5% of their measured latency,
+the median and worst error, and the Spearman rank correlation of predicted vs measured
+latency next to that of FLOPs vs measured latency (FLOPs as the predictor); draws predicted
+and FLOPs against measured (PNG). The table must fit the space and this machine's settings
+(it is checked as a search checks it). Exit status 1 with --min-within10 P when fewer than
+P% land within +-10%.
+"""
+
+import argparse
+import json
+import logging
+import math
+import os
+import random
+import sys
+import time
+import warnings
+
+warnings.filterwarnings(
+    "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
+)
+
+try:
+    import mobile_cv_nas  # noqa: F401
+except ImportError:  # run from a checkout without installing the package
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from mobile_cv_nas.arch import build_model  # noqa: E402
+from mobile_cv_nas.flops import count_flops  # noqa: E402
+from mobile_cv_nas.io import write_json  # noqa: E402
+from mobile_cv_nas.search import Supernet, derive_arch  # noqa: E402
+from mobile_cv_nas.search.latency import (  # noqa: E402
+    LatencyTableError,
+    TimingSettings,
+    load_latency_table,
+    machine_description,
+    predict_latency,
+    time_module,
+)
+from mobile_cv_nas.search.space import SearchSpaceError, as_search_space  # noqa: E402
+
+logger = logging.getLogger("benchmark_latency")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--space", required=True, help="a shipped space name or a space YAML")
+    p.add_argument("--lut", required=True, help="the latency table of that space")
+    p.add_argument("--num-archs", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", help="write the scatter plot here (PNG)")
+    p.add_argument("--json", help="write every architecture's figures here")
+    p.add_argument(
+        "--min-within10",
+        type=float,
+        help="exit 1 when fewer than this percentage is predicted within +-10%%",
+    )
+    args = p.parse_args(argv)
+    if args.num_archs < 3:
+        p.error("--num-archs must be >= 3 (a rank correlation needs a few)")
+    return args
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def ranks(values):
+    """1-based ranks, ties given their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(a, b):
+    """Spearman's rank correlation: Pearson's correlation of the ranks (ties averaged)."""
+    ra, rb = ranks(a), ranks(b)
+    n = len(ra)
+    ma, mb = sum(ra) / n, sum(rb) / n
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
+    va = sum((x - ma) ** 2 for x in ra)
+    vb = sum((y - mb) ** 2 for y in rb)
+    return cov / math.sqrt(va * vb) if va and vb else float("nan")
+
+
+def summary(rows):
+    errors = [r["predicted_ms"] / r["measured_ms"] - 1 for r in rows]
+    measured = [r["measured_ms"] for r in rows]
+    absolute = sorted(abs(e) for e in errors)
+    return {
+        "archs": len(rows),
+        "within_10pct": 100.0 * sum(e <= 0.10 for e in absolute) / len(rows),
+        "within_5pct": 100.0 * sum(e <= 0.05 for e in absolute) / len(rows),
+        "median_abs_error_pct": 100.0 * absolute[len(absolute) // 2],
+        "worst_abs_error_pct": 100.0 * absolute[-1],
+        "mean_error_pct": 100.0 * sum(errors) / len(errors),
+        "spearman_predicted": spearman([r["predicted_ms"] for r in rows], measured),
+        "spearman_flops": spearman([r["flops"] for r in rows], measured),
+        "measured_ms_range": [min(measured), max(measured)],
+    }
+
+
+# ------------------------------------------------------------------------------ the run
+
+
+def sample_archs(space, num, seed):
+    """`num` distinct architectures of `space`: one uniformly random option per decision
+    (`random.Random(seed)`), derived as a search derives (argmax of one-hot alphas)."""
+    supernet = Supernet(space)
+    rng = random.Random(seed)
+    archs, seen, tries = [], set(), 0
+    while len(archs) < num and tries < 100 * num:
+        tries += 1
+        with torch.no_grad():
+            for decision in supernet.decisions.values():
+                one_hot = torch.zeros(len(decision.options), dtype=decision.alpha.dtype)
+                one_hot[rng.randrange(len(decision.options))] = 1.0
+                decision.alpha.copy_(one_hot)
+        arch = derive_arch(supernet, name=f"{space.name}_random{len(archs) + 1}")
+        key = json.dumps(arch.to_dict(), sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            archs.append(arch)
+    return archs
+
+
+def measure_arch(arch, meta, settings):
+    """End-to-end median milliseconds of the plain model, as the table measured its blocks."""
+    device, dtype = torch.device(meta["device"]), getattr(torch, meta["dtype"])
+    model = build_model(arch).eval().to(device=device, dtype=dtype)
+    size = arch.input_size
+    inputs = torch.randn(meta["batch"], arch.in_channels, size, size, device=device, dtype=dtype)
+    return time_module(model, inputs, meta["threads"], settings) * 1e3
+
+
+def run(args):
+    space = as_search_space(args.space)
+    table, warnings_ = load_latency_table(args.lut, space, machine=machine_description())
+    for warning in warnings_:
+        logger.warning(warning)
+    meta = table.meta
+    if meta["device"] == "cuda" and not torch.cuda.is_available():
+        raise LatencyTableError(f"{table.where} was measured on cuda; CUDA is not available here.")
+    torch.set_num_threads(meta["threads"])
+    settings = TimingSettings(**meta["timing"]) if meta.get("timing") else TimingSettings()
+    archs = sample_archs(space, args.num_archs, args.seed)
+    rows, start = [], time.perf_counter()
+    for i, arch in enumerate(archs):
+        flops = count_flops(build_model(arch), arch.input_size).flops
+        row = {
+            "arch": arch.name,
+            "input_size": arch.input_size,
+            "flops": flops,
+            "predicted_ms": predict_latency(arch, table),
+            "measured_ms": measure_arch(arch, meta, settings),
+        }
+        rows.append(row)
+        spent = time.perf_counter() - start
+        eta = spent / (i + 1) * (len(archs) - i - 1)
+        print(
+            f"[{i + 1}/{len(archs)}] {arch.name}: predicted {row['predicted_ms']:.3f} ms, "
+            f"measured {row['measured_ms']:.3f} ms "
+            f"({100 * (row['predicted_ms'] / row['measured_ms'] - 1):+.1f}%), "
+            f"{flops / 1e6:.1f} MFLOPs; ETA {eta:.0f} s",
+            file=sys.stderr,
+        )
+    return rows, summary(rows), meta
+
+
+def plot(rows, stats, path, title):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [r["measured_ms"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.5))
+    left.scatter(measured, [r["predicted_ms"] for r in rows], s=12)
+    low, high = min(measured), max(measured)
+    line = [low * 0.9, high * 1.1]
+    left.plot(line, line, color="black", linewidth=0.8, label="predicted = measured")
+    for band in (0.9, 1.1):
+        left.plot(line, [x * band for x in line], color="grey", linestyle="--", linewidth=0.6)
+    left.set_xlabel("measured latency (ms)")
+    left.set_ylabel("predicted latency (ms)")
+    left.set_title(
+        f"table: {stats['within_10pct']:.0f}% within +-10%, "
+        f"Spearman {stats['spearman_predicted']:.3f}"
+    )
+    left.legend(loc="upper left", fontsize=8)
+    right.scatter(measured, [r["flops"] / 1e6 for r in rows], s=12, color="tab:orange")
+    right.set_xlabel("measured latency (ms)")
+    right.set_ylabel("MFLOPs")
+    right.set_title(f"FLOPs: Spearman {stats['spearman_flops']:.3f}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        rows, stats, meta = run(args)
+    except (LatencyTableError, SearchSpaceError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    where = (
+        f"{meta['device']}, {meta['threads']} thread(s), batch {meta['batch']}, "
+        f"{meta['dtype']}, torch {torch.__version__}, {meta.get('machine', {}).get('cpu')}"
+    )
+    print(f"{args.space}: {stats['archs']} random architectures ({where})")
+    print(
+        f"  predicted within +-10%: {stats['within_10pct']:.0f}%, within +-5%: "
+        f"{stats['within_5pct']:.0f}%; median |error| {stats['median_abs_error_pct']:.1f}%, "
+        f"worst {stats['worst_abs_error_pct']:.1f}%, mean error {stats['mean_error_pct']:+.1f}%"
+    )
+    print(
+        f"  Spearman rank correlation with the measured latency: table "
+        f"{stats['spearman_predicted']:.3f}, FLOPs {stats['spearman_flops']:.3f}"
+    )
+    if args.json:
+        write_json(
+            args.json, {"space": args.space, "setting": where, "summary": stats, "archs": rows}
+        )
+    if args.plot:
+        plot(rows, stats, args.plot, f"{args.space}: {where}")
+        print(f"  plot: {args.plot}")
+    if args.min_within10 is not None and stats["within_10pct"] < args.min_within10:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
