@@ -31,6 +31,10 @@ warnings.filterwarnings(
     "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
 )
 
+# torch.utils.benchmark imports cpp_extension, which warns on a machine without CUDA that has
+# a CUDA_HOME
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
 try:
     import mobile_cv_nas  # noqa: F401
 except ImportError:  # run from a checkout without installing the package
@@ -38,7 +42,7 @@ except ImportError:  # run from a checkout without installing the package
 
 import torch  # noqa: E402
 
-from mobile_cv_nas.arch import build_model  # noqa: E402
+from mobile_cv_nas.arch import ArchDefError, build_model, load_arch_def  # noqa: E402
 from mobile_cv_nas.flops import count_flops  # noqa: E402
 from mobile_cv_nas.io import write_json  # noqa: E402
 from mobile_cv_nas.search import Supernet, derive_arch  # noqa: E402
@@ -60,6 +64,11 @@ def parse_args(argv):
     p.add_argument("--space", required=True, help="a shipped space name or a space YAML")
     p.add_argument("--lut", required=True, help="the latency table of that space")
     p.add_argument("--num-archs", type=int, default=100)
+    p.add_argument(
+        "--archs",
+        nargs="+",
+        help="measure these arch YAMLs (e.g. a search's arch.yaml) instead of random ones",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="write the scatter plot here (PNG)")
     p.add_argument("--json", help="write every architecture's figures here")
@@ -69,7 +78,7 @@ def parse_args(argv):
         help="exit 1 when fewer than this percentage is predicted within +-10%%",
     )
     args = p.parse_args(argv)
-    if args.num_archs < 3:
+    if args.num_archs < 3 and not args.archs:
         p.error("--num-archs must be >= 3 (a rank correlation needs a few)")
     return args
 
@@ -163,7 +172,10 @@ def run(args):
         raise LatencyTableError(f"{table.where} was measured on cuda; CUDA is not available here.")
     torch.set_num_threads(meta["threads"])
     settings = TimingSettings(**meta["timing"]) if meta.get("timing") else TimingSettings()
-    archs = sample_archs(space, args.num_archs, args.seed)
+    if args.archs:
+        archs = [load_arch_def(path) for path in args.archs]
+    else:
+        archs = sample_archs(space, args.num_archs, args.seed)
     rows, start = [], time.perf_counter()
     for i, arch in enumerate(archs):
         flops = count_flops(build_model(arch), arch.input_size).flops
@@ -184,7 +196,7 @@ def run(args):
             f"{flops / 1e6:.1f} MFLOPs; ETA {eta:.0f} s",
             file=sys.stderr,
         )
-    return rows, summary(rows), meta
+    return rows, summary(rows) if len(rows) >= 3 else None, meta
 
 
 def plot(rows, stats, path, title):
@@ -223,13 +235,17 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         rows, stats, meta = run(args)
-    except (LatencyTableError, SearchSpaceError, OSError) as e:
+    except (LatencyTableError, SearchSpaceError, ArchDefError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     where = (
         f"{meta['device']}, {meta['threads']} thread(s), batch {meta['batch']}, "
         f"{meta['dtype']}, torch {torch.__version__}, {meta.get('machine', {}).get('cpu')}"
     )
+    if stats is None:  # a few given architectures: their lines above are the result
+        if args.json:
+            write_json(args.json, {"space": args.space, "setting": where, "archs": rows})
+        return 0
     print(f"{args.space}: {stats['archs']} random architectures ({where})")
     print(
         f"  predicted within +-10%: {stats['within_10pct']:.0f}%, within +-5%: "
