@@ -4,15 +4,16 @@ params.
 
     python tools/predict_latency.py output/search_fashion_mnist/arch.yaml --lut lut.json
     python tools/predict_latency.py arch_a.yaml arch_b.yaml --lut lut.json --blocks
-    python tools/predict_latency.py FBNetV2_F1 --lut lut_f.json     # a model zoo name
 
-One line per arch: MFLOPs, M params (fvcore, the published convention), and the predicted
-latency in ms (the sum of its blocks' and classifier's table entries; how many of them were
-interpolated between grid points). `--blocks` adds one line per block. `--device`,
-`--threads` and `--batch` say what the numbers must have been measured with: a table
-measured otherwise is refused. A table that does not cover the arch, is incomplete or is
-unreadable: one line, exit status 2. The table's warnings (another torch version) go to
-stderr.
+An arch is an arch YAML or a model zoo name; its blocks must be configurations of the
+table's space (the published FBNetV2 models are not in the shipped spaces: their stems are 8
+wide, the spaces' 16). One line per arch: MFLOPs, M params (fvcore, the published
+convention), and the predicted latency in ms (the sum of its blocks' and classifier's table
+entries; how many of them were interpolated between grid points). `--blocks` adds one line
+per block. `--device`, `--threads` and `--batch` say what the numbers must have been
+measured with: a table measured otherwise is refused. A table that does not cover the arch,
+is incomplete or is unreadable: one line, exit status 2. The table's warnings (another torch
+version) go to stderr.
 """
 
 import argparse

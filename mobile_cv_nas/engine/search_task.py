@@ -109,7 +109,7 @@ def run_search(cfg, args):
     logger.info(
         f"Search space {space.name!r}: {len(supernet.decisions)} searched decisions, "
         f"{metric} {bounds[0] / 1e6:.4g}..{bounds[1] / 1e6:.4g} {metric_unit(metric)}, target "
-        f"{target / 1e6:.4g}; "
+        f"{target / 1e6:.4g} {metric_unit(metric)}; "
         f"loss {cost_loss}; sampling {cfg.NAS.SAMPLING}; {len(data.weight_indices)} weight / "
         f"{len(data.alpha_indices)} alpha images, {data.iters_per_epoch} iterations per "
         f"epoch, {max_iter} iterations."

@@ -238,6 +238,7 @@ def build_latency_table(
     _measure_all(table, pending, measure, done, len(plan), save_every_s, progress, "grid")
     if recheck > 0:
         _recheck(table, measure, recheck, recheck_rounds, save_every_s, progress)
+    table.check_covers(configs, f"search space {space.name!r}", "its grid misses them")
     table.meta["complete"] = True
 
     if check_interpolation > 0:

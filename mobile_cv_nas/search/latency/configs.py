@@ -34,10 +34,12 @@ import functools
 import itertools
 import math
 
+from ...arch import parse_arch_def
 from ...blocks import BLOCK_REGISTRY, InvertedPool, InvertedResidual, Skip
 from ...blocks.inverted_residual import mid_width
 from ...blocks.ops import conv_block, skip_block
 from ..channels import expanded_width
+from ..space import as_search_space
 from .errors import LatencyTableError
 
 CLASSIFIER = "classifier"  # the plain model's head: global average pool + 1x1 conv + flatten
@@ -206,8 +208,6 @@ def _arch_block_config(arch, block, c_in, hw) -> BlockConfig:
 def arch_configs(arch) -> list[tuple[str, BlockConfig]]:
     """[(block name, BlockConfig)] of a plain arch def (an ArchDef or mapping) in forward
     order, the classifier last (name `head`)."""
-    from ...arch import parse_arch_def
-
     arch = parse_arch_def(arch)
     out, c_in, hw = [], arch.in_channels, arch.input_size
     for block in arch.blocks():
@@ -289,8 +289,6 @@ def space_axes(space, in_channels=None) -> tuple[list[BlockAxes], BlockAxes]:
     """([BlockAxes] of every block, the classifier's BlockAxes) of a search space (a
     SearchSpace, mapping, shipped name or YAML path); `in_channels`: the image channels
     (default the space's)."""
-    from ..space import as_search_space
-
     space = as_search_space(space)
     widths = [space.in_channels if in_channels is None else in_channels]
     sizes = list(space.resolutions)

@@ -65,7 +65,7 @@ class SupernetLatency:
              for i in range(len(head.in_widths))],
             dtype=torch.float64,
         )  # fmt: skip
-        self.__dict__["_supernet"] = supernet
+        self._supernet = supernet
         self._on_device = {}
 
     @staticmethod
