@@ -22,6 +22,7 @@ version and machine (CPU model and core count, no host name). Errors: one line, 
 """
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -29,6 +30,10 @@ import warnings
 warnings.filterwarnings(
     "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
 )
+
+# torch.utils.benchmark (the timer) imports cpp_extension, which warns on a machine without
+# CUDA that has a CUDA_HOME
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 try:
     import mobile_cv_nas  # noqa: F401

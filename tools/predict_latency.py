@@ -17,6 +17,7 @@ version) go to stderr.
 """
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -24,6 +25,10 @@ import warnings
 warnings.filterwarnings(
     "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
 )
+
+# torch.utils.benchmark (the timer) imports cpp_extension, which warns on a machine without
+# CUDA that has a CUDA_HOME
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 try:
     import mobile_cv_nas  # noqa: F401
