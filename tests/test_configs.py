@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 from detectron2.engine import default_argument_parser
 from engine_helpers import tool
+from latency_helpers import fake_table
 from PIL import Image
 
 from mobile_cv_nas.arch import load_arch_def
 from mobile_cv_nas.engine import new_config, setup_cfg
+from mobile_cv_nas.search.space import as_search_space
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "configs"
@@ -129,6 +131,12 @@ def test_config_runs(path, image_folder, tmp_path, no_network):
     argv += ["OUTPUT_DIR", str(out)]
     if task == "train":
         argv += ["MODEL.MOBILE_CV_NAS.ARCH", TRAIN_ARCH]
+    shipped = _cfg(path, "MODEL.DEVICE", "cpu")
+    if shipped.NAS.COST.LUT:  # a latency search: a table of its space for this data
+        lut = tmp_path / "lut.json"
+        space = as_search_space(shipped.NAS.SPACE)
+        fake_table(space, str(lut), num_classes=CLASSES, in_channels=3)
+        argv += ["NAS.COST.LUT", str(lut)]
     err = io.StringIO()
     start = time.perf_counter()
     with contextlib.redirect_stderr(err):
