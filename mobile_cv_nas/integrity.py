@@ -133,3 +133,33 @@ def other_checkpoints(path):
         if n.endswith(".pth") and n != own and os.path.isfile(os.path.join(folder, n))
     )
     return f" Other checkpoints there: {', '.join(others)}." if others else ""
+
+
+class HashedSaveMixin:
+    """`save` and `tag_last_checkpoint` of an fvcore Checkpointer (the classification tasks'
+    and detection's), written atomically, the file's sha256 recorded beside it before
+    `last_checkpoint` names it: fvcore writes both in place. A subclass adds entries to the
+    file with `extra_checkpoint_data`."""
+
+    def extra_checkpoint_data(self):
+        return {}
+
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk:
+            return
+        import torch  # the rest of this module is file handling only
+
+        data = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        data.update(self.extra_checkpoint_data())
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        write_with_hash(path, lambda f: torch.save(data, f))
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        path = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")

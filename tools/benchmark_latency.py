@@ -56,6 +56,10 @@ from mobile_cv_nas.search.latency import (  # noqa: E402
 )
 from mobile_cv_nas.search.space import SearchSpaceError, as_search_space  # noqa: E402
 
+# tools/benchmarks, beside this file (the search-quality benchmark's rank statistics)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.search_quality.stats import midranks as ranks  # noqa: E402
+
 logger = logging.getLogger("benchmark_latency")
 
 
@@ -84,21 +88,6 @@ def parse_args(argv):
 
 
 # ------------------------------------------------------------------------------ figures
-
-
-def ranks(values):
-    """1-based ranks, ties given their mean rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for k in range(i, j + 1):
-            out[order[k]] = (i + j) / 2 + 1
-        i = j + 1
-    return out
 
 
 def spearman(a, b):

@@ -16,12 +16,15 @@ import logging
 import os
 import pickle
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
 from ..arch.checkpoint import CheckpointError
-from ..integrity import other_checkpoints, unrecorded_warning, verify_hash, write_with_hash
-from ..io import atomic_write
+from ..integrity import (
+    HashedSaveMixin,
+    other_checkpoints,
+    unrecorded_warning,
+    verify_hash,
+)
 from . import catalog  # noqa: F401  (registers fbnet_zoo://)
 from .classification_loading import classification_weights, convert_classification_state_dict
 from .weights_fit import WeightsFit, check_weights_fit
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 _CLASSIFICATION = "__mobile_cv_nas_classification__"
 
 
-class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
+class FBNetV2DetectionCheckpointer(HashedSaveMixin, DetectionCheckpointer):
     """detectron2's DetectionCheckpointer, plus classification checkpoints (official format or
     bare, from a path, URL or fbnet_zoo://) converted onto the FBNet stages of the model
     (convert_classification_state_dict). `conversion_report` is the last ConversionReport;
@@ -54,25 +57,6 @@ class FBNetV2DetectionCheckpointer(DetectionCheckpointer):
             return self.load(path, checkpointables=[])
         finally:
             self._allow_partial = self._weights_source = None
-
-    def save(self, name, **kwargs):
-        """fvcore's save (the model, the checkpointables and `kwargs` in `<name>.pth`), written
-        atomically with its sha256 recorded beside it before `last_checkpoint` names it."""
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        path = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {path}")
-        write_with_hash(path, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename):
-        path = os.path.join(self.save_dir, "last_checkpoint")
-        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
 
     def resume_or_load(self, path, *, resume=True):
         self._resuming = resume and self.has_checkpoint()

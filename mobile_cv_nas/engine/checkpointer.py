@@ -18,8 +18,7 @@ import torch
 from fvcore.common.checkpoint import Checkpointer
 
 from ..arch.checkpoint import CheckpointError
-from ..integrity import unrecorded_warning, verify_hash, write_with_hash
-from ..io import atomic_write
+from ..integrity import HashedSaveMixin, unrecorded_warning, verify_hash
 
 LAST = "last_checkpoint"
 
@@ -43,27 +42,12 @@ def _as_tuple(value):
     return tuple(_as_tuple(v) for v in value) if isinstance(value, list | tuple) else value
 
 
-class AtomicCheckpointer(Checkpointer):
+class AtomicCheckpointer(HashedSaveMixin, Checkpointer):
     """fvcore's Checkpointer with atomic writes, recorded hashes, strict loads, clear errors
     and RNG state."""
 
-    def save(self, name, **kwargs):
-        if not self.save_dir or not self.save_to_disk:
-            return
-        data = {"model": self.model.state_dict()}
-        for key, obj in self.checkpointables.items():
-            data[key] = obj.state_dict()
-        data["rng"] = rng_state()
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        path = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {path}")
-        write_with_hash(path, lambda f: torch.save(data, f))
-        self.tag_last_checkpoint(basename)
-
-    def tag_last_checkpoint(self, last_filename_basename):
-        path = os.path.join(self.save_dir, LAST)
-        atomic_write(path, lambda f: f.write(last_filename_basename), mode="w")
+    def extra_checkpoint_data(self):
+        return {"rng": rng_state()}
 
     def _others(self, path):
         others = sorted(
