@@ -46,6 +46,7 @@ def test_end_to_end_on_a_table_of_known_numbers(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "measure_arch", measured)
     out = tmp_path / "bench.json"
     argv = ["--space", "tiny", "--lut", str(lut), "--num-archs", "6", "--json", str(out)]
+    argv += ["--min-seconds", "0"]
     assert bench.main([*argv, "--plot", str(tmp_path / "plot.png")]) == 0
     report = json.loads(out.read_text())
     stats = report["summary"]

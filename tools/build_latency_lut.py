@@ -15,7 +15,11 @@ N widths per coordinate (input, mid, output) of each op, stride and resolution a
 interpolates the rest multilinearly (0: every width); `--recheck R` measures again the
 entries more than R above the multilinear fit of their group (slowed by another process: a
 shared machine); `--check-interpolation K` measures K configurations off the grid as well
-and reports the error the interpolation adds. The table
+and reports the error the interpolation adds; `--calibrate K` (default 20) times K random
+architectures whole, last, and fits measured = offset + scale x the sum of their entries
+(blocks timed alone run faster than inside a network: 17-26% on the F space); every
+prediction goes through that line; running the command again on a complete table
+calibrates it if it is not (`--recalibrate`: again all the same, seconds). The table
 records the space (name and a hash of its content), device, threads, batch, dtype, torch
 version and machine (CPU model and core count, no host name). Errors: one line, exit status
 2; interrupted: exit status 130, the table saved.
@@ -73,6 +77,18 @@ def parse_args(argv):
         metavar="R",
         help="measure again the entries more than R above their group's fit (0: none)",
     )
+    p.add_argument(
+        "--calibrate",
+        type=int,
+        default=20,
+        metavar="K",
+        help="time K random architectures whole to calibrate the table (0: no calibration)",
+    )
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="calibrate a complete, calibrated table again (the machine's load changed)",
+    )
     p.add_argument("--save-every", type=float, default=10.0, help="seconds between saves")
     p.add_argument("--dry-run", action="store_true", help="print the counts, measure nothing")
     one_line_usage_errors(p)
@@ -81,8 +97,8 @@ def parse_args(argv):
         p.error("--threads and --batch must be >= 1")
     if args.grid < 0 or args.grid == 1:
         p.error("--grid must be 0 (every width) or >= 2 (both ends of every width range)")
-    if args.check_interpolation < 0 or args.save_every <= 0 or args.recheck < 0:
-        p.error("--check-interpolation and --recheck must be >= 0, --save-every > 0")
+    if min(args.check_interpolation, args.recheck, args.calibrate) < 0 or args.save_every <= 0:
+        p.error("--check-interpolation, --recheck and --calibrate must be >= 0, --save-every > 0")
     if args.device == "cuda":
         import torch
 
@@ -127,6 +143,8 @@ def main(argv=None):
             recheck=args.recheck,
             save_every_s=args.save_every,
             space_arg=args.space,
+            calibrate=args.calibrate,
+            recalibrate=args.recalibrate,
         )
     except (LatencyTableError, SearchSpaceError, OSError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)

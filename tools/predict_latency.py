@@ -5,14 +5,15 @@ params.
     python tools/predict_latency.py output/search_fashion_mnist/arch.yaml --lut lut.json
     python tools/predict_latency.py arch_a.yaml arch_b.yaml --lut lut.json --blocks
 
-An arch is an arch YAML or a model zoo name; its blocks must be configurations of the
-table's space (the published FBNetV2 models are not in the shipped spaces: their stems are 8
-wide, the spaces' 16). One line per arch: MFLOPs, M params (fvcore, the published
-convention), and the predicted latency in ms (the sum of its blocks' and classifier's table
-entries; how many of them were interpolated between grid points). `--blocks` adds one line
-per block. `--device`, `--threads` and `--batch` say what the numbers must have been
-measured with: a table measured otherwise is refused. A table that does not cover the arch,
-is incomplete or is unreadable: one line, exit status 2. The table's warnings (another torch
+An arch is an arch YAML or a model zoo name; its blocks must be configurations of the table's
+space (the published FBNetV2 models are not in the shipped spaces: their stems are 8 wide, the
+spaces' 16). One line per arch: MFLOPs, M params (fvcore, the published convention), and the
+predicted latency in ms (the sum of its blocks' and classifier's table entries, through the
+table's calibration line when it has one; how many of them were interpolated between grid
+points). `--blocks` adds one line per block (its entry times the calibration's scale) and the
+calibration's offset. `--device`, `--threads` and `--batch` say what the numbers must have been
+measured with: a table measured otherwise is refused. A table that does not cover the arch, is
+incomplete or is unreadable: one line, exit status 2. The table's warnings (another torch
 version) go to stderr.
 """
 
@@ -80,7 +81,7 @@ def main(argv=None):
             arch = load_arch(spec)
             blocks = latency_breakdown(arch, table)
             cost = count_flops(build_model(arch), arch.input_size)
-            ms = 0.0
+            ms = table.offset_ms
             for block in blocks:
                 ms = ms + block.ms
             interpolated = sum(not b.measured for b in blocks)
@@ -93,6 +94,8 @@ def main(argv=None):
                 for b in blocks:
                     how = "measured" if b.measured else "interpolated"
                     print(f"  {b.name:>8} {b.ms:9.4f} ms  {how:12} {b.config.key}")
+                if table.offset_ms:
+                    print(f"  {'network':>8} {table.offset_ms:9.4f} ms  calibration offset")
             rows.append(
                 {
                     "arch": spec,
@@ -100,6 +103,7 @@ def main(argv=None):
                     "mflops": cost.mflops,
                     "mparams": cost.mparams,
                     "latency_ms": ms,
+                    "calibration_offset_ms": table.offset_ms,
                     "blocks": [
                         {"name": b.name, "key": b.config.key, "ms": b.ms, "measured": b.measured}
                         for b in blocks

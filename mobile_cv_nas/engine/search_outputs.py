@@ -132,6 +132,9 @@ def write_search_outputs(trainer, data, metric, target, bounds, seconds):
             "space": table.meta.get("space", {}).get("name"),
             "entries": len(table.entries),
             "interpolation_check": table.meta.get("interpolation_check"),
+            "calibration": {"offset_ms": table.offset_ms, "scale": table.scale}
+            if table.meta.get("calibration")
+            else None,
             "warnings": list(net.latency_warnings),
         }
     if comm.is_main_process():

@@ -6,10 +6,12 @@ Modules: `configs` (what one entry measures; every configuration of a space or a
 `grid` (which widths are measured, multilinear interpolation of the rest), `measure`
 (timing one module with torch.utils.benchmark), `build` (building a table, resumable),
 `table` (the file format, look-ups, the checks that refuse a table that does not fit),
-`predict` (`predict_latency`), `expected` (the supernet's differentiable expected latency).
+`calibrate` (one scale from blocks timed alone to whole models), `predict`
+(`predict_latency`), `expected` (the supernet's differentiable expected latency).
 """
 
 from .build import build_latency_table, interpolation_error
+from .calibrate import calibrate_table, measure_arch, sample_archs
 from .configs import CLASSIFIER, BlockAxes, BlockConfig, arch_configs, space_axes, space_configs
 from .expected import SupernetLatency
 from .grid import GridIndex, grid_configs
@@ -37,13 +39,16 @@ __all__ = [
     "arch_configs",
     "build_latency_table",
     "build_module",
+    "calibrate_table",
     "check_table",
     "grid_configs",
     "interpolation_error",
     "latency_breakdown",
     "load_latency_table",
     "machine_description",
+    "measure_arch",
     "predict_latency",
+    "sample_archs",
     "space_axes",
     "space_configs",
     "space_fingerprint",

@@ -19,6 +19,11 @@ above its fit is measured again and keeps the lower of its two medians; `recheck
 rounds. On the fashion_mnist table built on a loaded 2-core machine, 57 of 1006 entries were
 8% or more above their fit, and 50 of them measured lower the second time (median -12%).
 
+Calibration (`calibrate` > 0): last, that many random architectures are timed end to end and
+the table's scale set from them (see calibrate.py); a complete table built again with the
+same command is calibrated only if it was not, for these entries, already (`recalibrate`:
+again all the same).
+
 The interpolation error (`check_interpolation` > 0): that many configurations off the grid,
 drawn at random (seeded), are measured too (kept apart, in `holdout`; one measured more than
 `recheck` above its interpolation is measured again, as grid points are) and compared with
@@ -37,9 +42,11 @@ import time
 import torch
 
 from ..space import as_search_space
+from .calibrate import MIN_SECONDS, calibrate_table, is_calibrated
 from .configs import BlockConfig, space_configs
 from .grid import grid_configs, suspect_points
 from .measure import Measurer, TimingSettings, machine_description
+from .progress import Progress
 from .table import (
     LatencyTable,
     LatencyTableError,
@@ -49,32 +56,6 @@ from .table import (
 )
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def _format_seconds(s):
-    s = int(round(s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-class Progress:
-    """Progress lines with an ETA on a stream, at most one every `every_s` seconds."""
-
-    def __init__(self, stream, total, done, every_s=2.0):
-        self.stream, self.total, self.start_done, self.every_s = stream, total, done, every_s
-        self.start = self.last = time.monotonic()
-
-    def __call__(self, done, label="", force=False):
-        t = time.monotonic()
-        if self.stream is None or not (force or t - self.last >= self.every_s):
-            return
-        self.last = t
-        elapsed, measured = t - self.start, done - self.start_done
-        eta = "?" if measured == 0 else _format_seconds(elapsed / measured * (self.total - done))
-        self.stream.write(
-            f"[{done}/{self.total}] {100.0 * done / max(1, self.total):.1f}% elapsed "
-            f"{_format_seconds(elapsed)} ETA {eta} {label}\n"
-        )
-        self.stream.flush()
 
 
 def _conditions(meta):
@@ -98,7 +79,9 @@ def _resume(output, meta):
     other conditions."""
     if not os.path.exists(output):
         return None
-    table = LatencyTable.load(output)
+    table = LatencyTable.load(output, check_calibration=False)
+    if table.calibration_problem():  # calibrated again at the end
+        del table.meta["calibration"]
     have, want = _conditions(table.meta), _conditions(meta)
     differs = [k for k in want if have[k] != want[k]]
     if differs:
@@ -158,6 +141,10 @@ def build_latency_table(
     progress=sys.stderr,
     space_arg=None,
     seed=0,
+    calibrate=0,
+    recalibrate=False,
+    measure_arch=None,
+    calibrate_seconds=MIN_SECONDS,
 ):
     """Build (or continue) the latency table of `space` at `output`; returns the LatencyTable.
 
@@ -166,7 +153,11 @@ def build_latency_table(
     held-out configurations measured to estimate the interpolation error; `recheck`,
     `recheck_rounds`: entries measured again (0: none; see the module doc); `measure`: a
     function BlockConfig -> ms (default: `measure.Measurer` on `device`); `space_arg`: how
-    the recorded rebuild command names the space (default its name)."""
+    the recorded rebuild command names the space (default its name); `calibrate`: random
+    architectures timed whole to set the table's scale (0: none, and an existing calibration
+    is dropped); `recalibrate`: calibrate even a table calibrated already (the machine's load
+    changed); `measure_arch`: a function ArchDef -> ms (default: timed as the blocks);
+    `calibrate_seconds`: the calibration's least timing time (`calibrate.measure_archs`)."""
     timing = TimingSettings() if timing is None else timing
     if dtype not in DTYPES:
         raise ValueError(f"Unknown dtype {dtype!r}: use one of {', '.join(DTYPES)}.")
@@ -175,6 +166,8 @@ def build_latency_table(
             raise ValueError(f"--{name} must be an integer >= 1, got {value!r}.")
     if not (isinstance(grid, int) and grid >= 0 and grid != 1):
         raise ValueError(f"--grid must be 0 (every width) or an integer >= 2, got {grid!r}.")
+    if not (isinstance(calibrate, int) and calibrate >= 0):
+        raise ValueError(f"--calibrate must be an integer >= 0, got {calibrate!r}.")
     space = as_search_space(space)
     overrides = {}
     if num_classes is not None:
@@ -185,7 +178,12 @@ def build_latency_table(
     output = os.fspath(output)
     configs = space_configs(space)
     plan = grid_configs(configs, grid)
-    build_args = {"space": space_arg or space.name, "grid": grid, **overrides}
+    build_args = {
+        "space": space_arg or space.name,
+        "grid": grid,
+        "calibrate": calibrate,
+        **overrides,
+    }
     meta = {
         "space": space_fingerprint(space),
         "device": str(torch.device(device)),
@@ -211,13 +209,15 @@ def build_latency_table(
             grid,
             overrides.get("num_classes"),
             overrides.get("in_channels"),
+            calibrate,
         ),
     }
     table = _resume(output, meta)
     if table is None:
         table = LatencyTable(meta, path=output)
     else:
-        for kept in ("created", "build_seconds", "recheck", "interpolation_check"):
+        kept_keys = ("created", "build_seconds", "recheck", "interpolation_check")
+        for kept in (*kept_keys, "holdout_rechecked", "calibration"):
             if kept in table.meta:
                 meta[kept] = table.meta[kept]
         table.meta = meta
@@ -267,6 +267,18 @@ def build_latency_table(
         summary = interpolation_error(table)
         if summary is not None:
             table.meta["interpolation_check"] = summary
+    if calibrate == 0:
+        table.meta.pop("calibration", None)
+    elif recalibrate or not is_calibrated(table, calibrate):
+        table.save(output)  # the measurements are kept should the calibration be interrupted
+        calibrate_table(
+            table,
+            space,
+            calibrate,
+            measure=measure_arch,
+            progress=progress,
+            min_seconds=calibrate_seconds,
+        )
     table.save(output)
     if progress is not None:
         progress.write(f"done: {output} ({len(table.entries)} entries, {table.describe()})\n")

@@ -1,12 +1,13 @@
 """The expected latency of a supernet's current gates, differentiable in every alpha.
 
-Each block's latency is a function of the decisions it depends on: its op, its input width
-(the previous block's output decision), its expansion rate, its output width and the input
-resolution. Per block that is a constant tensor LAT[op, in, rate, out, resolution] (or
-LAT[op, width, rate, resolution] where input and output share one width decision), filled from
-the table (`configs.BlockAxes`); the classifier's is LAT[in, resolution]. The decisions are
-independent, so the expected latency of a block is the contraction of its tensor with the
-gates of its decisions,
+Each block's latency (its entry times the table's calibration scale, as `predict_latency`
+counts it; the calibration's offset is added once, to the network's) is a function of the
+decisions it depends on: its op, its input width (the previous block's output decision), its
+expansion rate, its output width and the input resolution. Per block that is a constant tensor
+LAT[op, in, rate, out, resolution] (or LAT[op, width, rate, resolution] where input and output
+share one width decision), filled from the table (`configs.BlockAxes`); the classifier's is
+LAT[in, resolution]. The decisions are independent, so the expected latency of a block is the
+contraction of its tensor with the gates of its decisions,
 
     E[LAT_b] = sum_{o,i,e,j,r} LAT_b[o,i,e,j,r] g_op[o] g_in[i] g_rate[e] g_out[j] g_res[r]
 
@@ -42,11 +43,11 @@ class SupernetLatency:
             f"search space {supernet.space.name!r}",
             "it was built for another space or num_classes/in_channels",
         )
-        cache = {}
+        cache, scale = {}, table.scale
 
-        def value(config):
+        def value(config):  # as predict_latency counts it: the entry times the scale
             if config not in cache:
-                cache[config] = table.lookup(config)
+                cache[config] = table.lookup(config) * scale
             return cache[config]
 
         self.table = table
@@ -124,7 +125,7 @@ class SupernetLatency:
     def expected_ms(self) -> torch.Tensor:
         """E[latency] in ms (0-d float64 tensor), differentiable in every alpha the gates
         come from; the blocks summed in forward order, then the classifier."""
-        total = self.block_expected(0)
+        total = self.block_expected(0) + self.table.offset_ms
         for index in range(1, len(self.tensors)):
             total = total + self.block_expected(index)
         return total + self.head_expected()
@@ -140,7 +141,8 @@ class SupernetLatency:
         searched = set(net.decisions)
         best = None
         for r in range(len(net.resolution_choice.options)):
-            states = {0: (0.0, {})}  # input-width option -> (ms so far, choices)
+            # input-width option -> (ms so far, choices)
+            states = {0: (self.table.offset_ms, {})}
             for block, axes, lat in zip(self.supernet_blocks, self.axes, self.tensors, strict=True):
                 new = {}
                 n_out = len(axes.in_widths) if axes.shared else len(axes.out_widths)

@@ -1,9 +1,10 @@
 """The predicted latency of a plain arch def: the sum of its blocks' table entries (measured
-or interpolated) and the classifier's.
+or interpolated) and the classifier's, times the table's calibration scale, plus its offset.
 
 Blocks are measured alone, so the sum leaves out what joins them in the whole model (the
-Sequential's calls, memory that stays warm from one block to the next); the benchmark
-compares the sum with whole-model measurements.
+Sequential's calls, caches that held the block's own data the call before); the
+calibration (`calibrate`, measured on whole models) puts that back, and the benchmark compares the
+predictions with whole-model measurements of other architectures.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class BlockLatency:
 
     name: str  # xif<stage>_<index>, or "head" (pool + classifier)
     config: BlockConfig
-    ms: float
+    ms: float  # the entry times the table's scale: this block's share inside the model
     measured: bool  # False: interpolated between grid points
 
 
@@ -61,18 +62,20 @@ def latency_breakdown(arch_def, table) -> list[BlockLatency]:
         f"the arch is not of the table's space {table.meta.get('space', {}).get('name')!r}, "
         f"or takes another input size or number of classes",
     )
-    out = []
+    out, scale = [], table.scale
     for name, config in configs:
         ms, measured = table.find(config)
-        out.append(BlockLatency(name, config, ms, measured))
+        out.append(BlockLatency(name, config, ms * scale, measured))
     return out
 
 
 def predict_latency(arch_def, table) -> float:
     """The predicted latency of `arch_def` (an ArchDef or mapping) in milliseconds: the sum of
     its blocks' and its classifier's entries in `table` (a LatencyTable, or a path: then the
-    table is checked and its warnings logged). LatencyTableError when the table lacks one."""
-    total = 0.0
+    table is checked and its warnings logged) times the table's calibration scale, plus its
+    offset. LatencyTableError when the table lacks one."""
+    table = as_table(table)
+    total = table.offset_ms
     for block in latency_breakdown(arch_def, table):
         total = total + block.ms
     return total

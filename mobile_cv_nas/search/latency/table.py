@@ -44,6 +44,7 @@ import copy
 import datetime
 import hashlib
 import json
+import math
 import os
 import shlex
 
@@ -86,10 +87,25 @@ def space_fingerprint(space, in_channels=None):
     }
 
 
+def entries_fingerprint(table) -> str:
+    """sha256 of a table's measured entries: a calibration belongs to these numbers."""
+    text = json.dumps(sorted(table.entries.items()), separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def build_command(
-    space, output, device="cpu", threads=1, batch=1, grid=3, num_classes=None, in_channels=None
+    space,
+    output,
+    device="cpu",
+    threads=1,
+    batch=1,
+    grid=3,
+    num_classes=None,
+    in_channels=None,
+    calibrate=None,
 ):
-    """The command line of `tools/build_latency_lut.py` that builds (or continues) a table."""
+    """The command line of `tools/build_latency_lut.py` that builds (or continues) a table
+    (`calibrate` None: the tool's default)."""
     words = ["python", "tools/build_latency_lut.py", "--space", str(space)]
     words += ["--output", str(output), "--device", str(device), "--threads", str(threads)]
     words += ["--batch", str(batch), "--grid", str(grid)]
@@ -97,6 +113,8 @@ def build_command(
         words += ["--num-classes", str(num_classes)]
     if in_channels is not None:
         words += ["--in-channels", str(in_channels)]
+    if calibrate is not None:
+        words += ["--calibrate", str(calibrate)]
     return shlex.join(words)
 
 
@@ -130,7 +148,9 @@ class LatencyTable:
 
     # ---- file
     @classmethod
-    def load(cls, path) -> LatencyTable:
+    def load(cls, path, check_calibration=True) -> LatencyTable:
+        """The table at `path`; LatencyTableError for a file that is not one, or (with
+        `check_calibration`) whose calibration is malformed (a build calibrates it again)."""
         path = os.fspath(path)
         try:
             with open(path) as f:
@@ -162,7 +182,26 @@ class LatencyTable:
                 raise LatencyTableError(
                     f"Latency table {path!r}: entry {key!r} is {ms!r}, not a time in ms >= 0."
                 )
+        problem = table.calibration_problem()
+        if problem and check_calibration:
+            raise LatencyTableError(
+                f"Latency table {path!r}: {problem}; calibrate it again: {table.rebuild_command()}"
+            )
         return table
+
+    def calibration_problem(self):
+        """What is wrong with meta["calibration"] (a string), or None."""
+        calibration = self.meta.get("calibration")
+        if calibration is None:
+            return None
+        calibration = calibration if isinstance(calibration, dict) else {}
+        for field, low_ok in (("scale", False), ("offset_ms", True)):
+            value = calibration.get(field)
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and (0 <= value if low_ok else 0 < value) and value < math.inf):
+                sign = ">=" if low_ok else ">"
+                return f"meta.calibration.{field} is {value!r}, not a number {sign} 0"
+        return None
 
     def to_dict(self):
         return {
@@ -186,6 +225,20 @@ class LatencyTable:
         return f"Latency table {self.path!r}" if self.path else "The latency table"
 
     @property
+    def scale(self) -> float:
+        """A whole model's latency per ms of its entries (`calibrate`): every prediction
+        multiplies the entries by it; 1.0 for a table not calibrated."""
+        calibration = self.meta.get("calibration")
+        return float(calibration["scale"]) if calibration else 1.0
+
+    @property
+    def offset_ms(self) -> float:
+        """What every whole model pays once beyond its scaled entries (`calibrate`); 0.0 for
+        a table not calibrated."""
+        calibration = self.meta.get("calibration")
+        return float(calibration["offset_ms"]) if calibration else 0.0
+
+    @property
     def width_divisor(self):
         return self.meta["space"]["definition"]["width_divisor"]
 
@@ -196,10 +249,17 @@ class LatencyTable:
         hardware = machine.get("gpu") or machine.get("cpu", "?")
         cores = f", {machine['cpu_cores']} cores" if machine.get("cpu_cores") else ""
         threads = m.get("threads")
+        calibration = m.get("calibration")
+        calibrated = (
+            f", calibrated on {calibration.get('measured_archs')} whole models "
+            f"({calibration['offset_ms']:.3g} ms + {calibration['scale']:.3f} x entries)"
+            if calibration
+            else ", not calibrated"
+        )
         return (
             f"{m.get('device', '?')} ({hardware}{cores}), {threads} thread"
             f"{'s' if threads != 1 else ''}, batch {m.get('batch')}, {m.get('dtype')}, "
-            f"torch {m.get('torch')}, space {m.get('space', {}).get('name')!r}"
+            f"torch {m.get('torch')}, space {m.get('space', {}).get('name')!r}{calibrated}"
         )
 
     def rebuild_command(self, **changes):
@@ -214,6 +274,9 @@ class LatencyTable:
             "grid": m.get("grid_points", 3),
         }
         args.update(m.get("build_args", {}))
+        calibration = m.get("calibration")
+        if isinstance(calibration, dict) and isinstance(calibration.get("archs"), int):
+            args["calibrate"] = calibration["archs"]  # calibrated after its build, maybe
         args.update(changes)
         return build_command(**args)
 
@@ -319,6 +382,13 @@ def check_table(
             f"{table.rebuild_command(**{name: value})}"
         )
     warnings = []
+    calibration = meta.get("calibration")
+    if calibration and calibration.get("entries_sha256") != entries_fingerprint(table):
+        warnings.append(
+            f"{table.where}: its calibration was measured for other entries than it holds now; "
+            f"calibrate it again: "
+            f"{table.rebuild_command()}"
+        )
     current = torch.__version__
     if meta.get("torch") != current:
         message = (
