@@ -3,7 +3,8 @@ that tables are built in milliseconds and every figure a test checks is known ex
 
 import math
 
-from mobile_cv_nas.search.latency import build_latency_table
+from mobile_cv_nas.arch import parse_arch_def
+from mobile_cv_nas.search.latency import arch_configs, build_latency_table
 
 
 def multilinear_ms(config):
@@ -33,6 +34,18 @@ def log_ms(config):
     return 0.05 + math.log(config.c_in * mid * config.c_out) * config.hw / 100.0
 
 
-def fake_table(space, path, measure=multilinear_ms, grid=0, **kwargs):
-    """A complete table of `space` at `path` with `measure` standing in for the timer."""
+def whole_model_ms(measure, offset=0.1, scale=1.2):
+    """A whole-model 'timer': offset + scale x the sum of `measure` over the arch's blocks."""
+
+    def measure_arch(arch):
+        return offset + scale * sum(measure(c) for _, c in arch_configs(parse_arch_def(arch)))
+
+    return measure_arch
+
+
+def fake_table(space, path, measure=multilinear_ms, grid=0, calibrated=False, **kwargs):
+    """A complete table of `space` at `path` with `measure` standing in for the timer
+    (`calibrated`: and calibrated on 4 networks timed by `whole_model_ms(measure)`)."""
+    if calibrated:
+        kwargs.update(calibrate=4, measure_arch=whole_model_ms(measure), calibrate_seconds=0)
     return build_latency_table(space, path, grid=grid, measure=measure, progress=None, **kwargs)

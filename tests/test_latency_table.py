@@ -345,7 +345,7 @@ def test_a_table_lacking_entries_is_refused_naming_them(tmp_path):
 
 
 def test_another_device_thread_count_or_batch_is_refused_another_torch_warned(tmp_path):
-    table = fake_table(SMALL_SPACE, tmp_path / "lut.json")
+    table = fake_table(SMALL_SPACE, tmp_path / "lut.json", calibrated=True)
     assert check_table(table, device="cpu", threads=1, batch=1, dtype="float32") == []
     for asked, text in (
         ({"device": "cuda"}, "device 'cpu', not 'cuda'.*--device cuda"),
@@ -366,9 +366,13 @@ def test_another_device_thread_count_or_batch_is_refused_another_torch_warned(tm
 
 def test_load_latency_table_checks_and_returns_the_warnings(tmp_path):
     path = tmp_path / "lut.json"
-    fake_table(SMALL_SPACE, path)
+    fake_table(SMALL_SPACE, path, calibrated=True)
     table, warnings = load_latency_table(path, as_search_space(SMALL_SPACE), threads=1)
     assert warnings == [] and table.path == str(path)
+    fake_table(SMALL_SPACE, path, calibrate=0)  # the calibration dropped
+    table, warnings = load_latency_table(path, as_search_space(SMALL_SPACE), threads=1)
+    assert len(warnings) == 1 and "is not calibrated on whole networks" in warnings[0]
+    assert "--calibrate 20" in warnings[0]
     with pytest.raises(LatencyTableError, match="not for 'tiny'"):
         load_latency_table(path, as_search_space("tiny"))
 
