@@ -26,6 +26,7 @@ from mobile_cv_nas.search.latency import (
     sample_archs,
 )
 from mobile_cv_nas.search.latency.calibrate import (
+    PASSES,
     arch_fingerprint,
     fit_line,
     is_calibrated,
@@ -226,16 +227,18 @@ def test_a_build_calibrates_last_once_and_drops_it_when_asked(tmp_path):
     measure = line_measure(probe, calls=calls)
     args = {"grid": 0, "measure": curved_ms, "progress": None, "calibrate_seconds": 0}
     table = build_latency_table("tiny", path, calibrate=5, measure_arch=measure, **args)
-    assert len(calls) == 5 * 3  # 5 architectures, 3 rounds
+    rounds = 5 * PASSES  # 5 architectures, PASSES rounds
+    assert len(calls) == rounds
     assert table.scale == pytest.approx(SCALE) and is_calibrated(table, 5)
     assert LatencyTable.load(path).meta["calibration"] == table.meta["calibration"]
     assert "--calibrate 5" in table.meta["command"]
     build_latency_table("tiny", path, calibrate=5, measure_arch=measure, **args)
-    assert len(calls) == 15  # calibrated already, for these entries: nothing timed again
+    assert len(calls) == rounds  # calibrated already, for these entries: nothing timed again
     build_latency_table("tiny", path, calibrate=5, recalibrate=True, measure_arch=measure, **args)
-    assert len(calls) == 30  # asked to: timed again
+    assert len(calls) == 2 * rounds  # asked to: timed again
     build_latency_table("tiny", path, calibrate=6, measure_arch=measure, **args)
-    assert len(calls) == 30 + 18 and LatencyTable.load(path).meta["calibration"]["archs"] == 6
+    assert len(calls) == 2 * rounds + 6 * PASSES
+    assert LatencyTable.load(path).meta["calibration"]["archs"] == 6
     table = build_latency_table("tiny", path, calibrate=0, measure_arch=measure, **args)
     assert "calibration" not in LatencyTable.load(path).meta and table.scale == 1.0
 
@@ -291,9 +294,42 @@ def test_the_benchmark_reports_on_architectures_the_calibration_never_saw(
     assert len(seen) == 5 and len(benchmarked) == 6 and not seen & benchmarked
     stats = report["summary"]
     assert stats["within_10pct"] == 100.0 and stats["within_5pct"] == 100.0
+    assert stats["drift_since_calibration_pct"] == pytest.approx(0.0, abs=1e-9)
     for row in report["archs"]:
         assert row["predicted_ms"] == pytest.approx(row["measured_ms"], rel=1e-9)
         raw = row["entries_sum_ms"]
         assert math.isclose(row["measured_ms"], OFFSET + SCALE * raw, rel_tol=1e-9)
     out_text = capsys.readouterr().out
     assert "calibrated on 5 other whole models (0.4 ms + 1.250 x entries)" in out_text
+
+
+def test_the_benchmark_measures_the_machines_drift_since_the_calibration(
+    table, monkeypatch, capsys, tmp_path
+):
+    """The machine 20% slower than when the table was calibrated: no prediction within +-10%,
+    the calibration's networks timed again show +20%, and the predictions moved by it land."""
+    bench = tool("benchmark_latency")
+    calibrate_table(
+        table, as_search_space("tiny"), num_archs=5, measure=line_measure(table), min_seconds=0
+    )
+    table.save()
+    whole = line_measure(table)
+    calls = []
+
+    def slower(arch, meta, settings):
+        calls.append(arch.name)
+        return 1.2 * whole(arch)
+
+    monkeypatch.setattr(bench, "measure_arch", slower)
+    out = tmp_path / "bench.json"
+    argv = ["--space", "tiny", "--lut", table.path, "--num-archs", "4", "--json", str(out)]
+    assert bench.main([*argv, "--passes", "1", "--min-seconds", "0"]) == 0
+    assert len(calls) == 4 + 5  # the calibration's 5 networks timed in the same round
+    stats = json.loads(out.read_text())["summary"]
+    assert stats["within_10pct"] == 0.0
+    assert stats["drift_since_calibration_pct"] == pytest.approx(20.0)
+    assert stats["within_10pct_drift_corrected"] == 100.0
+    assert "now measure +20.0% against their calibration times" in capsys.readouterr().out
+    calls.clear()
+    assert bench.main([*argv, "--passes", "1", "--min-seconds", "0", "--no-drift-check"]) == 0
+    assert len(calls) == 4 and json.loads(out.read_text())["summary"]["within_10pct"] == 0.0

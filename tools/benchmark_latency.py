@@ -25,6 +25,7 @@ import argparse
 import logging
 import math
 import os
+import statistics
 import sys
 import warnings
 
@@ -57,6 +58,7 @@ from mobile_cv_nas.search.latency.calibrate import (  # noqa: E402
     MIN_SECONDS,
     PASSES,
     arch_fingerprint,
+    calibration_archs,
     measure_arch,
     measure_archs,
     sample_archs,
@@ -96,6 +98,11 @@ def parse_args(argv):
     p.add_argument("--plot", help="write the scatter plot here (PNG)")
     p.add_argument("--json", help="write every architecture's figures here")
     p.add_argument(
+        "--no-drift-check",
+        action="store_true",
+        help="do not time the calibration's networks again (the drift since the calibration)",
+    )
+    p.add_argument(
         "--min-within10",
         type=float,
         help="exit 1 when fewer than this percentage is predicted within +-10%%",
@@ -122,7 +129,9 @@ def spearman(a, b):
     return cov / math.sqrt(va * vb) if va and vb else float("nan")
 
 
-def summary(rows):
+def summary(rows, drift=None):
+    """The figures of `rows`; with `drift` (the calibration's networks' median time now / then
+    - 1) also the share within +-10% of the predictions moved by it."""
     errors = [r["predicted_ms"] / r["measured_ms"] - 1 for r in rows]
     measured = [r["measured_ms"] for r in rows]
     absolute = sorted(abs(e) for e in errors)
@@ -139,6 +148,12 @@ def summary(rows):
         "spearman_predicted": spearman([r["predicted_ms"] for r in rows], measured),
         "spearman_flops": spearman([r["flops"] for r in rows], measured),
         "measured_ms_range": [min(measured), max(measured)],
+        "drift_since_calibration_pct": None if drift is None else 100.0 * drift,
+        "within_10pct_drift_corrected": None
+        if drift is None
+        else 100.0
+        * sum(abs(r["predicted_ms"] * (1 + drift) / r["measured_ms"] - 1) <= 0.10 for r in rows)
+        / len(rows),
     }
 
 
@@ -165,13 +180,22 @@ def run(args):
         f"{args.passes}, {args.min_seconds:g} s), its lowest time kept",
         file=sys.stderr,
     )
+    probes, then = ([], []) if args.no_drift_check else calibration_archs(space, calibration)
+    if probes:
+        print(
+            f"and the calibration's {len(probes)} networks again, in the same rounds: how far "
+            f"the machine moved since the calibration",
+            file=sys.stderr,
+        )
     measured = measure_archs(
-        archs,
+        archs + probes,
         lambda arch: measure_arch(arch, meta, settings),
         args.passes,
         sys.stderr,
         min_seconds=args.min_seconds,
     )
+    measured, now = measured[: len(archs)], measured[len(archs) :]
+    drift = statistics.median(n / t for n, t in zip(now, then, strict=True)) - 1 if now else None
     rows = []
     for arch, ms in zip(archs, measured, strict=True):
         predicted = predict_latency(arch, table)
@@ -194,7 +218,8 @@ def run(args):
     # slower (F space, 2-core CPU)
     for row, arch in zip(rows, archs, strict=True):
         row["flops"] = count_flops(build_model(arch), arch.input_size).flops
-    return rows, summary(rows) if len(rows) >= 3 else None, meta
+    stats = summary(rows, drift) if len(rows) >= 3 else None
+    return rows, stats, dict(meta, drift=drift)
 
 
 def plot(rows, stats, path, title):
@@ -241,6 +266,11 @@ def main(argv=None):
         f"{meta['dtype']}, torch {torch.__version__}, {meta.get('machine', {}).get('cpu')}"
     )
     if stats is None:  # a few given architectures: their lines above are the result
+        if meta["drift"] is not None:
+            print(
+                f"the calibration's networks now measure {100 * meta['drift']:+.1f}% against "
+                f"their calibration times (the machine moved)"
+            )
         if args.json:
             write_json(args.json, {"space": args.space, "setting": where, "archs": rows})
         return 0
@@ -266,6 +296,18 @@ def main(argv=None):
         f"  Spearman rank correlation with the measured latency: table "
         f"{stats['spearman_predicted']:.3f}, FLOPs {stats['spearman_flops']:.3f}"
     )
+    if meta["drift"] is not None:
+        drift = meta["drift"]
+        print(
+            f"  the calibration's networks now measure {100 * drift:+.1f}% against their "
+            f"calibration times (the machine moved); predictions moved by that: "
+            f"{stats['within_10pct_drift_corrected']:.0f}% within +-10%"
+            + (
+                "; recalibrate (tools/build_latency_lut.py ... --recalibrate) on a settled machine"
+                if abs(drift) > 0.05
+                else ""
+            )
+        )
     if args.json:
         write_json(
             args.json,

@@ -79,7 +79,7 @@ def sample_archs(space, num, seed, exclude=()):
 
 
 #: Rounds over the architectures, at least; each one's time is its lowest (`measure_archs`).
-PASSES = 3
+PASSES = 5
 #: ... and as many more as make this many seconds of timing.
 MIN_SECONDS = 10.0
 
@@ -157,6 +157,18 @@ def fit_line(sums, measured):
         if scale > 0 and offset >= 0:
             return offset, scale
     return 0.0, statistics.median(m / s for s, m in pairs)
+
+
+def calibration_archs(space, calibration):
+    """(archs, their calibration times in ms) of a table's calibration, drawn again from its
+    seed, so that they can be timed again and the machine's drift since measured; ([], [])
+    where they cannot be drawn again (a calibration of another version's sampler)."""
+    if not calibration or not calibration.get("measured_ms"):
+        return [], []
+    archs = sample_archs(space, calibration["archs"], calibration["seed"])
+    if [arch_fingerprint(a) for a in archs] != calibration.get("arch_sha256"):
+        return [], []
+    return archs, list(calibration["measured_ms"])
 
 
 def calibrate_table(
