@@ -14,17 +14,15 @@ measured and how, and which module holds what.
 
 import os
 import sys
-import warnings
-
-# fvcore's import-time torch.jit.script calls warn on recent torch; nothing to act on here.
-warnings.filterwarnings(
-    "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
-)
 
 try:
     import mobile_cv_nas  # noqa: F401
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mobile_cv_nas.cli_quiet import quiet_third_party_imports  # noqa: E402
+
+quiet_third_party_imports()
 
 from benchmarks.search_cost.cli import main  # noqa: E402  (tools/benchmarks, beside this file)
 

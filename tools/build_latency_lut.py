@@ -26,23 +26,17 @@ version and machine (CPU model and core count, no host name). Errors: one line, 
 """
 
 import argparse
-import logging
 import os
 import sys
-import warnings
-
-warnings.filterwarnings(
-    "ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning
-)
-
-# torch.utils.benchmark (the timer) imports cpp_extension, which warns on a machine without
-# CUDA that has a CUDA_HOME
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 try:
     import mobile_cv_nas  # noqa: F401
 except ImportError:  # run from a checkout without installing the package
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mobile_cv_nas.cli_quiet import quiet_third_party_imports  # noqa: E402
+
+quiet_third_party_imports()
 
 from mobile_cv_nas.cli_errors import one_line, one_line_usage_errors  # noqa: E402
 from mobile_cv_nas.search.latency import LatencyTableError, build_latency_table  # noqa: E402

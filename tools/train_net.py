@@ -17,20 +17,11 @@ detectron2's flags work as usual: --resume continues OUTPUT_DIR's last checkpoin
 N runs N processes (on CPU too, with gloo), and trailing KEY VALUE pairs override the config.
 """
 
-import logging
 import sys
-import warnings
 
-# detectron2 0.6's model_zoo imports pkg_resources, which warns on import
-warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-# fvcore.nn (imported by detectron2's hooks) scripts a loss with torch.jit.script at import
-warnings.filterwarnings(
-    "ignore", message=".*torch.jit.script.* is deprecated", category=FutureWarning
-)
+from mobile_cv_nas.cli_quiet import quiet_third_party_imports
 
-# detectron2's environment report imports torch's cpp_extension, which warns on stderr on a
-# machine without CUDA that has a CUDA_HOME; the report itself goes to log.txt
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+quiet_third_party_imports()
 
 from mobile_cv_nas.cli_errors import one_line  # noqa: E402
 from mobile_cv_nas.engine import check_output_dir, launch, main, parse_args, setup_cfg  # noqa: E402
