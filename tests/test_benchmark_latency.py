@@ -65,3 +65,12 @@ def test_a_table_of_another_space_is_refused(tmp_path, capsys):
     assert bench.main(["--space", "fashion_mnist", "--lut", str(lut), "--num-archs", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "fashion_mnist" in err[0]
+
+
+@pytest.mark.parametrize("bad", [["--passes", "0"], ["--min-seconds", "-1"], ["--num-archs", "2"]])
+def test_bad_arguments_are_one_line_with_status_2(bad, capsys):
+    bench = tool("benchmark_latency")
+    with pytest.raises(SystemExit) as info:
+        bench.main(["--space", "tiny", "--lut", "lut.json", *bad])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.startswith("error: ") and err.count("\n") == 1

@@ -40,6 +40,7 @@ quiet_third_party_imports()
 import torch  # noqa: E402
 
 from mobile_cv_nas.arch import ArchDefError, build_model, load_arch_def  # noqa: E402
+from mobile_cv_nas.cli_errors import one_line, one_line_usage_errors  # noqa: E402
 from mobile_cv_nas.flops import count_flops  # noqa: E402
 from mobile_cv_nas.io import write_json  # noqa: E402
 from mobile_cv_nas.search.latency import (  # noqa: E402
@@ -102,6 +103,7 @@ def parse_args(argv):
         type=float,
         help="exit 1 when fewer than this percentage is predicted within +-10%%",
     )
+    one_line_usage_errors(p)
     args = p.parse_args(argv)
     if args.num_archs < 3 and not args.archs:
         p.error("--num-archs must be >= 3 (a rank correlation needs a few)")
@@ -254,7 +256,7 @@ def main(argv=None):
     try:
         rows, stats, meta = run(args)
     except (LatencyTableError, SearchSpaceError, ArchDefError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
     where = (
         f"{meta['device']}, {meta['threads']} thread(s), batch {meta['batch']}, "
